@@ -1,0 +1,478 @@
+//! Splits a JSON stream into records without ever holding more than one record in memory.
+//!
+//! Accepted layouts, in one stream: NDJSON (one record per line), content-blob arrays
+//! (`[{…},{…}]`, pretty-printed or not), Event Hub / storage envelopes (`{"records":[…]}`, and
+//! OData `{"value":[…]}`), and concatenated pretty-printed objects. The layout is learnt from
+//! the first value: when it closes on the line it opened, the stream is NDJSON and a line that
+//! ends inside a record is a truncated record (rejected; the next line is read normally).
+//!
+//! Bounds: a record longer than `max_record` bytes is not buffered past the limit and becomes an
+//! `oversize` reject; nesting deeper than [`MAX_DEPTH`] becomes `too_deep`. Only the structure
+//! (brackets, strings, escapes) is checked here; the record decoder checks the rest.
+
+use crate::decoder::{RecordError, RejectClass};
+use std::io::{self, BufRead};
+
+/// Deepest nesting accepted inside one record.
+pub const MAX_DEPTH: u32 = 128;
+
+/// What the framer found next.
+#[derive(Debug)]
+pub enum Framed {
+    /// A record; its bytes are [`JsonFramer::record`].
+    Record {
+        /// 1-based line of its first byte.
+        line: u64,
+        /// Byte offset of its first byte.
+        offset: u64,
+    },
+    /// Something that is not a record, with where it started.
+    Reject {
+        /// 1-based line.
+        line: u64,
+        /// Byte offset.
+        offset: u64,
+        /// Why.
+        error: RecordError,
+    },
+}
+
+/// Streaming JSON record splitter over any reader.
+pub struct JsonFramer<R> {
+    reader: R,
+    max_record: usize,
+    record: Vec<u8>,
+    record_len: u64,
+    oversize: bool,
+    too_deep: bool,
+    offset: u64,
+    line: u64,
+    in_record: bool,
+    discard: bool,
+    rec_line: u64,
+    rec_offset: u64,
+    depth: u32,
+    in_string: bool,
+    escape: bool,
+    container: u32,
+    scalar: bool,
+    envelope_probe: bool,
+    line_mode: Option<bool>,
+    skip_line: bool,
+    started: bool,
+    finished: bool,
+}
+
+impl<R: BufRead> JsonFramer<R> {
+    /// A framer reading `reader`, refusing records over `max_record` bytes.
+    pub fn new(reader: R, max_record: usize) -> Self {
+        JsonFramer {
+            reader,
+            max_record,
+            record: Vec::with_capacity(4096),
+            record_len: 0,
+            oversize: false,
+            too_deep: false,
+            offset: 0,
+            line: 1,
+            in_record: false,
+            discard: false,
+            rec_line: 0,
+            rec_offset: 0,
+            depth: 0,
+            in_string: false,
+            escape: false,
+            container: 0,
+            scalar: false,
+            envelope_probe: false,
+            line_mode: None,
+            skip_line: false,
+            started: false,
+            finished: false,
+        }
+    }
+
+    /// The bytes of the record last returned by [`JsonFramer::next_item`].
+    pub fn record(&self) -> &[u8] {
+        &self.record
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> u64 {
+        self.offset
+    }
+
+    fn start_record(&mut self, first: u8, scalar: bool, offset: u64) {
+        self.in_record = true;
+        self.discard = false;
+        self.scalar = scalar;
+        self.rec_line = self.line;
+        self.rec_offset = offset;
+        self.record.clear();
+        self.record_len = 0;
+        self.oversize = false;
+        self.too_deep = false;
+        self.envelope_probe = self.container == 0 && first == b'{';
+        if !scalar {
+            self.depth += 1;
+        }
+    }
+
+    fn keep(&mut self, bytes: &[u8]) {
+        if self.discard {
+            return;
+        }
+        self.record_len += bytes.len() as u64;
+        if self.oversize {
+            return;
+        }
+        if self.record.len() + bytes.len() > self.max_record {
+            self.oversize = true;
+            return;
+        }
+        self.record.extend_from_slice(bytes);
+    }
+
+    fn finish_record(&mut self) -> Option<Framed> {
+        self.in_record = false;
+        self.scalar = false;
+        if self.discard {
+            self.discard = false;
+            return None;
+        }
+        if self.container == 0 && self.line_mode.is_none() {
+            self.line_mode = Some(self.rec_line == self.line);
+        }
+        let (line, offset) = (self.rec_line, self.rec_offset);
+        if self.oversize {
+            return Some(Framed::Reject {
+                line,
+                offset,
+                error: RecordError::new(
+                    RejectClass::Oversize,
+                    format!(
+                        "record of {} bytes exceeds the maximum record size of {} bytes",
+                        self.record_len, self.max_record
+                    ),
+                ),
+            });
+        }
+        if self.too_deep {
+            return Some(Framed::Reject {
+                line,
+                offset,
+                error: RecordError::new(
+                    RejectClass::TooDeep,
+                    format!("nested deeper than {MAX_DEPTH} levels"),
+                ),
+            });
+        }
+        Some(Framed::Record { line, offset })
+    }
+
+    fn abort_record(&mut self, class: RejectClass, detail: String) -> Option<Framed> {
+        let discard = self.discard;
+        let (line, offset) = (self.rec_line, self.rec_offset);
+        self.in_record = false;
+        self.discard = false;
+        self.scalar = false;
+        self.in_string = false;
+        self.escape = false;
+        self.depth = 0;
+        self.container = 0;
+        if discard {
+            return None;
+        }
+        Some(Framed::Reject {
+            line,
+            offset,
+            error: RecordError::new(class, detail),
+        })
+    }
+
+    fn is_envelope_prefix(&self) -> bool {
+        let compact: Vec<u8> = self
+            .record
+            .iter()
+            .copied()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
+        compact.eq_ignore_ascii_case(b"{\"records\":")
+            || compact.eq_ignore_ascii_case(b"{\"value\":")
+    }
+
+    /// The next record or reject; `None` at the end of the stream. I/O errors are returned as
+    /// errors (the caller reports them against the file).
+    pub fn next_item(&mut self) -> io::Result<Option<Framed>> {
+        if self.finished {
+            return Ok(None);
+        }
+        loop {
+            let chunk = match self.reader.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                self.finished = true;
+                return Ok(self.at_end());
+            }
+            // Copy the chunk reference out so `self` can be borrowed mutably while scanning.
+            let chunk: Vec<u8> = chunk.to_vec();
+            let mut i = 0;
+            let mut result = None;
+            if !self.started {
+                self.started = true;
+                if chunk.starts_with(&[0xEF, 0xBB, 0xBF]) {
+                    i = 3;
+                }
+            }
+            let mut seg_start = i;
+            while i < chunk.len() {
+                let c = chunk[i];
+                if self.skip_line {
+                    match memchr::memchr(b'\n', &chunk[i..]) {
+                        Some(n) => {
+                            i += n + 1;
+                            self.line += 1;
+                            self.skip_line = false;
+                            seg_start = i;
+                            continue;
+                        }
+                        None => {
+                            i = chunk.len();
+                            seg_start = i;
+                            break;
+                        }
+                    }
+                }
+                if self.in_record {
+                    if self.in_string {
+                        if self.escape {
+                            self.escape = false;
+                            i += 1;
+                            continue;
+                        }
+                        match memchr::memchr3(b'"', b'\\', b'\n', &chunk[i..]) {
+                            None => {
+                                i = chunk.len();
+                                break;
+                            }
+                            Some(n) => {
+                                i += n;
+                                match chunk[i] {
+                                    b'"' => self.in_string = false,
+                                    b'\\' => self.escape = true,
+                                    _ => {
+                                        // A raw newline inside a string: never valid JSON.
+                                        if self.line_mode == Some(true) {
+                                            self.keep(&chunk[seg_start..i]);
+                                            let line = self.line;
+                                            self.line += 1;
+                                            i += 1;
+                                            seg_start = i;
+                                            result = self.abort_record(
+                                                RejectClass::Truncated,
+                                                format!("line {line} ends inside a string"),
+                                            );
+                                            if result.is_some() {
+                                                break;
+                                            }
+                                            continue;
+                                        }
+                                        self.line += 1;
+                                    }
+                                }
+                                i += 1;
+                                continue;
+                            }
+                        }
+                    }
+                    match c {
+                        b'"' => self.in_string = true,
+                        b'{' | b'[' => {
+                            self.depth += 1;
+                            if self.depth - self.container > MAX_DEPTH {
+                                self.too_deep = true;
+                            }
+                            if self.envelope_probe && c == b'[' && self.depth == 2 {
+                                self.keep(&chunk[seg_start..i]);
+                                seg_start = i;
+                                if self.is_envelope_prefix() {
+                                    // Enter the envelope: its array's elements are the records.
+                                    self.in_record = false;
+                                    self.container = 2;
+                                    self.envelope_probe = false;
+                                    i += 1;
+                                    seg_start = i;
+                                    continue;
+                                }
+                            }
+                            if self.record.len() > 32 {
+                                self.envelope_probe = false;
+                            }
+                        }
+                        b'}' | b']' => {
+                            if self.scalar && self.depth == self.container {
+                                // End of a scalar element: the bracket closes the container.
+                                self.keep(&chunk[seg_start..i]);
+                                seg_start = i;
+                                result = self.finish_record();
+                                if result.is_some() {
+                                    break;
+                                }
+                                continue;
+                            }
+                            if self.depth == 0 {
+                                i += 1;
+                                result = self.abort_record(
+                                    RejectClass::InvalidJson,
+                                    "unbalanced closing bracket".into(),
+                                );
+                                seg_start = i;
+                                if result.is_some() {
+                                    break;
+                                }
+                                continue;
+                            }
+                            self.depth -= 1;
+                            if self.depth == self.container && !self.scalar {
+                                i += 1;
+                                self.keep(&chunk[seg_start..i]);
+                                seg_start = i;
+                                result = self.finish_record();
+                                if result.is_some() {
+                                    break;
+                                }
+                                continue;
+                            }
+                        }
+                        b',' if self.scalar && self.depth == self.container => {
+                            self.keep(&chunk[seg_start..i]);
+                            seg_start = i;
+                            result = self.finish_record();
+                            if result.is_some() {
+                                break;
+                            }
+                            continue;
+                        }
+                        b'\n' => {
+                            if self.line_mode == Some(true) && !self.discard {
+                                self.keep(&chunk[seg_start..i]);
+                                let line = self.line;
+                                self.line += 1;
+                                i += 1;
+                                seg_start = i;
+                                result = self.abort_record(
+                                    RejectClass::Truncated,
+                                    format!("line {line} ends inside a record (unclosed brackets)"),
+                                );
+                                if result.is_some() {
+                                    break;
+                                }
+                                continue;
+                            }
+                            self.line += 1;
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                    continue;
+                }
+
+                // Between records.
+                match c {
+                    b'\n' => self.line += 1,
+                    b' ' | b'\t' | b'\r' => {}
+                    b',' if self.container > 0 => {}
+                    b'[' if self.container == 0 => {
+                        self.container = 1;
+                        self.depth = 1;
+                        if self.line_mode.is_none() {
+                            self.line_mode = Some(false);
+                        }
+                    }
+                    b']' if self.container > 0 => {
+                        if self.container == 2 {
+                            // The rest of the envelope object is read and ignored.
+                            self.container = 0;
+                            self.depth = 1;
+                            self.in_record = true;
+                            self.discard = true;
+                            self.rec_line = self.line;
+                            self.rec_offset = self.offset + i as u64;
+                        } else {
+                            self.container = 0;
+                            self.depth = 0;
+                        }
+                    }
+                    b'{' | b'[' => {
+                        self.start_record(c, false, self.offset + i as u64);
+                        seg_start = i;
+                    }
+                    _ if self.container > 0 => {
+                        self.start_record(c, true, self.offset + i as u64);
+                        seg_start = i;
+                        if c == b'"' {
+                            self.in_string = true;
+                        }
+                    }
+                    _ => {
+                        let line = self.line;
+                        let offset = self.offset + i as u64;
+                        self.skip_line = true;
+                        i += 1;
+                        result = Some(Framed::Reject {
+                            line,
+                            offset,
+                            error: RecordError::new(
+                                RejectClass::InvalidJson,
+                                format!(
+                                    "unexpected {:?} where a JSON record should start",
+                                    c as char
+                                ),
+                            ),
+                        });
+                        seg_start = i;
+                        break;
+                    }
+                }
+                i += 1;
+                if !self.in_record {
+                    seg_start = i;
+                }
+            }
+            if self.in_record && seg_start < i {
+                self.keep(&chunk[seg_start..i]);
+            }
+            self.offset += i as u64;
+            self.reader.consume(i);
+            if result.is_some() {
+                return Ok(result);
+            }
+        }
+    }
+
+    fn at_end(&mut self) -> Option<Framed> {
+        if self.in_record {
+            if self.scalar && self.container > 0 {
+                return self
+                    .abort_record(RejectClass::Truncated, "input ends inside an array".into());
+            }
+            let begun = self.rec_line;
+            return self.abort_record(
+                RejectClass::Truncated,
+                format!("input ends inside a record begun at line {begun}"),
+            );
+        }
+        if self.container > 0 {
+            self.container = 0;
+            return Some(Framed::Reject {
+                line: self.line,
+                offset: self.offset,
+                error: RecordError::new(RejectClass::Truncated, "input ends inside an array"),
+            });
+        }
+        None
+    }
+}

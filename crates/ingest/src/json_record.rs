@@ -1,0 +1,368 @@
+//! One tolerant, borrowed view of every JSON record shape mailsentry reads.
+//!
+//! The Management Activity API, Sentinel `OfficeActivity`, Defender `CloudAppEvents`, Entra
+//! diagnostic exports, Sentinel `AuditLogs`/`*SignInLogs` rows, Graph activity logs and
+//! Panther-lowercased copies of all of them share most of their field names up to letter case.
+//! A record is parsed once into [`JsonRecord`]; [`crate::json_decoder`] then picks the shape
+//! from the fields present. Entra's `properties` object uses the same key space and is parsed
+//! into the same type.
+
+use crate::loose_json::{
+    case_insensitive_record, owned_embedded_parse, EmbeddedParse, List, Loose, LooseOwned, Nested,
+};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt;
+
+/// A nested record (`properties`, `AppAccessContext`, `RawEventData`, Panther's `log`).
+pub type Sub<'a> = Nested<Box<JsonRecord<'a>>>;
+
+case_insensitive_record! {
+    /// The union of the fields mailsentry uses, across every JSON shape.
+    pub struct JsonRecord<'a> {
+        "id" => id: Loose<'a>,
+        "officeid" | "sourcerecordid" => office_id: Loose<'a>,
+        "reportid" => report_id: Loose<'a>,
+        "creationtime" => creation_time: Loose<'a>,
+        "timegenerated" => time_generated: Loose<'a>,
+        "timestamp" => timestamp: Loose<'a>,
+        "time" => time: Loose<'a>,
+        "createddatetime" => created_date_time: Loose<'a>,
+        "activitydatetime" => activity_date_time: Loose<'a>,
+        "recordtype" => record_type: Loose<'a>,
+        "operation" => operation: Loose<'a>,
+        "actiontype" => action_type: Loose<'a>,
+        "operationname" => operation_name: Loose<'a>,
+        "activitydisplayname" => activity_display_name: Loose<'a>,
+        "organizationid" => organization_id: Loose<'a>,
+        "tenantid" | "aadtenantid" => tenant_id: Loose<'a>,
+        "organizationname" => organization_name: Loose<'a>,
+        "usertype" => user_type: Loose<'a>,
+        "userid" => user_id: Loose<'a>,
+        "userprincipalname" => user_principal_name: Loose<'a>,
+        "resultstatus" | "result" => result_status: Loose<'a>,
+        "resulttype" => result_type: Loose<'a>,
+        "workload" | "officeworkload" => workload: Loose<'a>,
+        "clientip" | "ipaddress" => client_ip: Loose<'a>,
+        "clientipaddress" | "client_ipaddress" => client_ip_address: Loose<'a>,
+        "actoripaddress" => actor_ip_address: Loose<'a>,
+        "calleripaddress" => caller_ip_address: Loose<'a>,
+        "appid" => app_id: Loose<'a>,
+        "clientappid" => client_app_id: Loose<'a>,
+        "oauthappid" => oauth_app_id: Loose<'a>,
+        "applicationid" => application_id: Loose<'a>,
+        "serviceprincipalid" => service_principal_id: Loose<'a>,
+        "serviceprincipalname" => service_principal_name: Loose<'a>,
+        "appdisplayname" | "accountdisplayname" => app_display_name: Loose<'a>,
+        "clientinfostring" => client_info_string: Loose<'a>,
+        "useragent" | "useragent_string" => user_agent: Loose<'a>,
+        "logontype" | "logon_type" => logon_type: Loose<'a>,
+        "internallogontype" => internal_logon_type: Loose<'a>,
+        "mailboxguid" => mailbox_guid: Loose<'a>,
+        "mailboxownerupn" => mailbox_owner_upn: Loose<'a>,
+        "sessionid" => session_id: Loose<'a>,
+        "operationproperties" => operation_properties: List<NameValue>,
+        "operationcount" => operation_count: Loose<'a>,
+        "folders" => folders: List<FolderEntry>,
+        "item" => item: Nested<ItemEntry>,
+        "affecteditems" => affected_items: List<ItemEntry>,
+        "appaccesscontext" => app_access_context: Sub<'a>,
+        "uniquetokenid" | "uniquetokenidentifier" => unique_token_id: Loose<'a>,
+        "aadsessionid" => aad_session_id: Loose<'a>,
+        "signinactivityid" => sign_in_activity_id: Loose<'a>,
+        "parameters" => parameters: List<NameValue>,
+        "modifiedproperties" => modified_properties: List<NameValue>,
+        "extendedproperties" => extended_properties: List<NameValue>,
+        "objectid" => object_id: Loose<'a>,
+        "target" => target: List<ActorEntry>,
+        "actor" => actor: List<ActorEntry>,
+        "raweventdata" => raw_event_data: Sub<'a>,
+        "log" => log: Sub<'a>,
+        "auditdata" => audit_data: Sub<'a>,
+        "category" => category: Loose<'a>,
+        "type" => record_table: Loose<'a>,
+        "properties" => properties: Sub<'a>,
+        "status" => status: Sub<'a>,
+        "errorcode" => error_code: Loose<'a>,
+        "location" => location: Location<'a>,
+        "locationdetails" => location_details: Sub<'a>,
+        "countryorregion" | "countrycode" => country: Loose<'a>,
+        "clientcredentialtype" => client_credential_type: Loose<'a>,
+        "serviceprincipalcredentialkeyid" => credential_key_id: Loose<'a>,
+        "serviceprincipalcredentialthumbprint" => credential_thumbprint: Loose<'a>,
+        "resourceid" => resource_id: Loose<'a>,
+        "resourceidentity" => resource_identity: Loose<'a>,
+        "resourcedisplayname" => resource_display_name: Loose<'a>,
+        "correlationid" => correlation_id: Loose<'a>,
+        "requestmethod" => request_method: Loose<'a>,
+        "requesturi" => request_uri: Loose<'a>,
+        "responsestatuscode" => response_status_code: Loose<'a>,
+        "responsesizebytes" => response_size_bytes: Loose<'a>,
+        "clientauthmethod" => client_auth_method: Loose<'a>,
+        "targetresources" => target_resources: List<TargetResource>,
+        "initiatedby" => initiated_by: Nested<InitiatedBy>,
+        "externalaccess" => external_access: Loose<'a>,
+        "originatingserver" => originating_server: Loose<'a>,
+        "isinteractive" => is_interactive: Loose<'a>,
+    }
+}
+
+impl EmbeddedParse for Box<JsonRecord<'_>> {
+    fn parse_embedded(text: &str) -> Option<Self> {
+        let t = text.trim_start();
+        if t.starts_with('{') {
+            // An IoRead deserializer never borrows, so it can produce a record of any lifetime.
+            let mut de = serde_json::Deserializer::from_reader(t.as_bytes());
+            let record =
+                <JsonRecord<'static> as Deserialize<'static>>::deserialize(&mut de).ok()?;
+            de.end().ok()?;
+            return Some(Box::new(record));
+        }
+        let json = crate::loose_json::powershell_hashtable_as_json(t)?;
+        let record = <JsonRecord<'static> as Deserialize<'static>>::deserialize(json).ok()?;
+        Some(Box::new(record))
+    }
+
+    fn parse_embedded_list(_text: &str) -> Option<Vec<Self>> {
+        None
+    }
+}
+
+/// Shorthand: the text of an optional loose field.
+pub fn text<'r>(field: &'r Option<Loose<'_>>) -> Option<Cow<'r, str>> {
+    field.as_ref().and_then(Loose::text)
+}
+
+/// Shorthand: the owned text of an optional loose field.
+pub fn string(field: &Option<Loose<'_>>) -> Option<String> {
+    field.as_ref().and_then(Loose::string)
+}
+
+/// Shorthand: the nested record behind an optional [`Sub`], when it was readable.
+pub fn sub<'r, 'a>(field: &'r Option<Sub<'a>>) -> Option<&'r JsonRecord<'a>> {
+    field.as_ref().and_then(Nested::value).map(|b| &**b)
+}
+
+/// `Name`/`Value` (or `displayName`/`oldValue`/`newValue`) pair.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct NameValue {
+    /// Name.
+    #[serde(
+        rename = "Name",
+        alias = "name",
+        alias = "displayName",
+        alias = "DisplayName"
+    )]
+    pub name: Option<LooseOwned>,
+    /// Value.
+    #[serde(rename = "Value", alias = "value")]
+    pub value: Option<LooseOwned>,
+    /// New value (modified properties).
+    #[serde(rename = "NewValue", alias = "newValue")]
+    pub new_value: Option<LooseOwned>,
+    /// Old value (modified properties).
+    #[serde(rename = "OldValue", alias = "oldValue")]
+    pub old_value: Option<LooseOwned>,
+}
+
+impl NameValue {
+    /// True when the name equals `name` (case-insensitive).
+    pub fn is(&self, name: &str) -> bool {
+        self.name
+            .as_ref()
+            .and_then(LooseOwned::string)
+            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// The value, or the new value for modified properties.
+    pub fn current_value(&self) -> Option<String> {
+        self.value
+            .as_ref()
+            .or(self.new_value.as_ref())
+            .and_then(LooseOwned::string)
+    }
+}
+
+/// A folder of a MailItemsAccessed record.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FolderEntry {
+    /// Folder id.
+    #[serde(rename = "Id", alias = "id")]
+    pub id: Option<LooseOwned>,
+    /// Folder path.
+    #[serde(rename = "Path", alias = "path")]
+    pub path: Option<LooseOwned>,
+    /// Items read.
+    #[serde(rename = "FolderItems", alias = "folderItems")]
+    pub folder_items: Option<List<ItemEntry>>,
+}
+
+/// An item (MailItemsAccessed folder item, ExchangeItem `Item`, `AffectedItems` entry).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ItemEntry {
+    /// Item id.
+    #[serde(rename = "Id", alias = "id")]
+    pub id: Option<LooseOwned>,
+    /// Internet message id.
+    #[serde(rename = "InternetMessageId", alias = "internetMessageId")]
+    pub internet_message_id: Option<LooseOwned>,
+    /// Size (sometimes a float).
+    #[serde(rename = "SizeInBytes", alias = "sizeInBytes", alias = "Size")]
+    pub size_in_bytes: Option<LooseOwned>,
+    /// Parent folder of a single item.
+    #[serde(rename = "ParentFolder", alias = "parentFolder")]
+    pub parent_folder: Option<Nested<FolderEntry>>,
+}
+
+/// `Actor` / `Target` entry of an AAD UAL record.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ActorEntry {
+    /// Identifier.
+    #[serde(rename = "ID", alias = "Id", alias = "id")]
+    pub id: Option<LooseOwned>,
+    /// Identity type.
+    #[serde(rename = "Type", alias = "type")]
+    pub kind: Option<LooseOwned>,
+    /// Display name (Sentinel `target`).
+    #[serde(rename = "displayName", alias = "DisplayName")]
+    pub display_name: Option<LooseOwned>,
+}
+
+/// Entra audit `targetResources` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TargetResource {
+    /// Object id.
+    #[serde(rename = "id", alias = "Id")]
+    pub id: Option<LooseOwned>,
+    /// Display name.
+    #[serde(rename = "displayName", alias = "DisplayName")]
+    pub display_name: Option<LooseOwned>,
+    /// `Application`, `ServicePrincipal`, `User`, ...
+    #[serde(rename = "type", alias = "Type")]
+    pub kind: Option<LooseOwned>,
+    /// Changed properties.
+    #[serde(rename = "modifiedProperties", alias = "ModifiedProperties")]
+    pub modified_properties: Option<List<NameValue>>,
+}
+
+/// Entra audit `initiatedBy`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct InitiatedBy {
+    /// A user.
+    #[serde(rename = "user", alias = "User")]
+    pub user: Option<Nested<Principal>>,
+    /// An application.
+    #[serde(rename = "app", alias = "App")]
+    pub app: Option<Nested<Principal>>,
+}
+
+/// A user or app inside `initiatedBy`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Principal {
+    /// Object id.
+    #[serde(rename = "id", alias = "Id")]
+    pub id: Option<LooseOwned>,
+    /// Display name.
+    #[serde(rename = "displayName", alias = "DisplayName")]
+    pub display_name: Option<LooseOwned>,
+    /// UPN.
+    #[serde(rename = "userPrincipalName", alias = "UserPrincipalName")]
+    pub user_principal_name: Option<LooseOwned>,
+    /// IP.
+    #[serde(rename = "ipAddress", alias = "IpAddress")]
+    pub ip_address: Option<LooseOwned>,
+    /// App id.
+    #[serde(rename = "appId", alias = "AppId")]
+    pub app_id: Option<LooseOwned>,
+    /// Service principal id.
+    #[serde(rename = "servicePrincipalId", alias = "ServicePrincipalId")]
+    pub service_principal_id: Option<LooseOwned>,
+}
+
+owned_embedded_parse!(
+    NameValue,
+    FolderEntry,
+    ItemEntry,
+    ActorEntry,
+    TargetResource,
+    InitiatedBy,
+    Principal
+);
+
+/// Entra's `location`: a country code string (Panther, Sentinel) or an object with
+/// `countryOrRegion` (diagnostic export).
+#[derive(Debug)]
+pub enum Location<'a> {
+    /// A bare country code.
+    Country(Cow<'a, str>),
+    /// The detail object.
+    Detail(Box<JsonRecord<'a>>),
+    /// Anything else.
+    Unreadable,
+}
+
+impl Location<'_> {
+    /// The two-letter country, when present.
+    pub fn country(&self) -> Option<String> {
+        match self {
+            Location::Country(c) => crate::field_values::clean_text(c).map(str::to_owned),
+            Location::Detail(d) => string(&d.country),
+            Location::Unreadable => None,
+        }
+    }
+}
+
+struct LocationVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for LocationVisitor<'a> {
+    type Value = Location<'a>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a location")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        if v.trim_start().starts_with('{') {
+            return Ok(
+                Box::<JsonRecord>::parse_embedded(v).map_or(Location::Unreadable, Location::Detail)
+            );
+        }
+        Ok(Location::Country(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        if v.trim_start().starts_with('{') {
+            return Ok(
+                Box::<JsonRecord>::parse_embedded(v).map_or(Location::Unreadable, Location::Detail)
+            );
+        }
+        Ok(Location::Country(Cow::Owned(v.to_owned())))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let d = JsonRecord::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        Ok(Location::Detail(Box::new(d)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Location::Unreadable)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Location::Unreadable)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Location::Unreadable)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Location::Unreadable)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Location::Unreadable)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Location::Unreadable)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Location<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LocationVisitor(std::marker::PhantomData))
+    }
+}

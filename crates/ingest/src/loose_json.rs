@@ -1,0 +1,695 @@
+//! Tolerant JSON building blocks.
+//!
+//! Real exports drift: a count is `"50"` in one record and `50` in the next, a nested object is
+//! sometimes an object and sometimes a string holding JSON (Sentinel), and PowerShell exports
+//! flatten objects into `@{Name=MailAccessType; Value=Bind}` or `System.Object[]`. These types
+//! accept all of that without failing the record: a value that cannot be read becomes
+//! [`Loose::Complex`] / [`Nested::Unreadable`] / [`List::Unreadable`], and the decoder names the
+//! field as unreadable while keeping the record.
+//!
+//! [`case_insensitive_record!`] builds structs whose keys match case-insensitively (Panther
+//! lower-cases Microsoft 365 keys; Sentinel capitalises Entra ones), borrowing strings from the
+//! input where they need no unescaping.
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use crate::field_values::{clean_text, float_to_count, parse_bool, parse_count};
+
+/// Any JSON value, kept only as far as a scalar.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Loose<'a> {
+    /// A string (borrowed from the input when it had no escapes).
+    Str(Cow<'a, str>),
+    /// A signed integer.
+    Int(i64),
+    /// An unsigned integer too large for `i64`.
+    UInt(u64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+    /// `null`.
+    Null,
+    /// An object or array where a scalar was expected.
+    Complex,
+}
+
+impl<'a> Loose<'a> {
+    /// The trimmed text of a string, or the decimal form of a number; `None` for null,
+    /// placeholders (`<null>`, `-`, empty) and complex values.
+    pub fn text(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Loose::Str(s) => clean_text(s).map(Cow::Borrowed),
+            Loose::Int(n) => Some(Cow::Owned(n.to_string())),
+            Loose::UInt(n) => Some(Cow::Owned(n.to_string())),
+            Loose::Float(f) => Some(Cow::Owned(f.to_string())),
+            Loose::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+            Loose::Null | Loose::Complex => None,
+        }
+    }
+
+    /// [`Loose::text`] as an owned string.
+    pub fn string(&self) -> Option<String> {
+        self.text().map(Cow::into_owned)
+    }
+
+    /// An integer, from a number or a numeric string.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Loose::Int(n) => Some(*n),
+            Loose::UInt(n) => i64::try_from(*n).ok(),
+            Loose::Float(f) if f.fract() == 0.0 && f.is_finite() && f.abs() < 9.0e18 => {
+                Some(*f as i64)
+            }
+            Loose::Str(s) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        }
+    }
+
+    /// A non-negative count, from a number (integer or float) or a numeric string.
+    pub fn as_count(&self) -> Option<u64> {
+        match self {
+            Loose::Int(n) => u64::try_from(*n).ok(),
+            Loose::UInt(n) => Some(*n),
+            Loose::Float(f) => float_to_count(*f),
+            Loose::Str(s) => parse_count(s),
+            _ => None,
+        }
+    }
+
+    /// A boolean, from `true`, `"True"`, `"False"`, `1`, `0`.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Loose::Bool(b) => Some(*b),
+            Loose::Int(n) => match n {
+                0 => Some(false),
+                1 => Some(true),
+                _ => None,
+            },
+            Loose::Str(s) => parse_bool(s),
+            _ => None,
+        }
+    }
+
+    /// True for objects and arrays found where a scalar was expected.
+    pub fn is_complex(&self) -> bool {
+        matches!(self, Loose::Complex)
+    }
+
+    /// Detaches the value from the input buffer.
+    pub fn into_owned(self) -> Loose<'static> {
+        match self {
+            Loose::Str(s) => Loose::Str(Cow::Owned(s.into_owned())),
+            Loose::Int(n) => Loose::Int(n),
+            Loose::UInt(n) => Loose::UInt(n),
+            Loose::Float(f) => Loose::Float(f),
+            Loose::Bool(b) => Loose::Bool(b),
+            Loose::Null => Loose::Null,
+            Loose::Complex => Loose::Complex,
+        }
+    }
+}
+
+struct LooseVisitor<'a>(PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for LooseVisitor<'a> {
+    type Value = Loose<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Loose::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Loose::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Loose::Str(Cow::Owned(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Loose::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(match i64::try_from(v) {
+            Ok(n) => Loose::Int(n),
+            Err(_) => Loose::UInt(v),
+        })
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Loose::Float(v))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Loose::Bool(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Loose::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Loose::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Loose::Complex)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Loose::Complex)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LooseVisitor(PhantomData))
+    }
+}
+
+/// A [`Loose`] detached from the input, for owned element types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LooseOwned(pub Loose<'static>);
+
+impl<'de> Deserialize<'de> for LooseOwned {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(LooseOwned(
+            d.deserialize_any(LooseVisitor::<'de>(PhantomData))?
+                .into_owned(),
+        ))
+    }
+}
+
+impl LooseOwned {
+    /// See [`Loose::string`].
+    pub fn string(&self) -> Option<String> {
+        self.0.string()
+    }
+}
+
+/// Parses a PowerShell hashtable rendering `@{Name=MailAccessType; Value=Bind}` into its pairs.
+/// Returns `None` when the text is not of that shape.
+pub fn parse_powershell_hashtable(text: &str) -> Option<Vec<(String, String)>> {
+    let inner = text.trim().strip_prefix("@{")?.strip_suffix('}')?;
+    let mut pairs = Vec::new();
+    for part in inner.split(';') {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let (key, value) = part.split_once('=')?;
+        pairs.push((key.trim().to_owned(), value.trim().to_owned()));
+    }
+    Some(pairs)
+}
+
+/// A PowerShell hashtable rendering as a JSON object of strings, so the usual deserializers
+/// (and their `Option` handling) apply to it.
+pub fn powershell_hashtable_as_json(text: &str) -> Option<serde_json::Value> {
+    let pairs = parse_powershell_hashtable(text)?;
+    let map = pairs
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    Some(serde_json::Value::Object(map))
+}
+
+/// What PowerShell writes for a nested object or array it did not expand.
+pub fn is_powershell_placeholder(text: &str) -> bool {
+    let t = text.trim();
+    t.starts_with("System.") || t.starts_with("@{")
+}
+
+/// A nested object that may arrive as an object, as a string holding JSON, or as something
+/// unreadable.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Nested<T> {
+    /// Read.
+    Value(T),
+    /// `null` or an empty string.
+    Empty,
+    /// Present but not readable (a PowerShell placeholder, a number, malformed embedded JSON).
+    Unreadable,
+}
+
+impl<T> Nested<T> {
+    /// The value when it was read.
+    pub fn value(&self) -> Option<&T> {
+        match self {
+            Nested::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// Parsing of an embedded JSON string into an element or record type.
+pub trait FromEmbeddedJson: Sized {
+    /// Parses `text` (JSON, or a PowerShell hashtable rendering) into a value.
+    fn from_embedded(text: &str) -> Option<Self>;
+}
+
+impl<T: DeserializeOwned> FromEmbeddedJson for T {
+    fn from_embedded(text: &str) -> Option<Self> {
+        let t = text.trim_start();
+        if t.starts_with('{') {
+            return serde_json::from_str(t).ok();
+        }
+        T::deserialize(powershell_hashtable_as_json(t)?).ok()
+    }
+}
+
+struct NestedVisitor<T>(PhantomData<T>);
+
+impl<'de, T> Visitor<'de> for NestedVisitor<T>
+where
+    T: Deserialize<'de> + EmbeddedParse,
+{
+    type Value = Nested<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object or a string holding one")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map)).map(Nested::Value)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        if v.trim().is_empty() {
+            return Ok(Nested::Empty);
+        }
+        Ok(T::parse_embedded(v).map_or(Nested::Unreadable, Nested::Value))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Nested::Empty)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Nested::Empty)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Nested::Unreadable)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Nested::Unreadable)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Nested::Unreadable)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Nested::Unreadable)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Nested::Unreadable)
+    }
+}
+
+/// How a type reads itself from a string holding embedded JSON. Implemented by every type
+/// usable inside [`Nested`] and [`List`].
+pub trait EmbeddedParse: Sized {
+    /// Parses embedded JSON (or a PowerShell rendering).
+    fn parse_embedded(text: &str) -> Option<Self>;
+    /// Parses an embedded JSON array of these.
+    fn parse_embedded_list(text: &str) -> Option<Vec<Self>>;
+}
+
+impl<'de, T> Deserialize<'de> for Nested<T>
+where
+    T: Deserialize<'de> + EmbeddedParse,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NestedVisitor(PhantomData))
+    }
+}
+
+/// A list that may arrive as an array, a single object, a string holding a JSON array, or a
+/// PowerShell placeholder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum List<T> {
+    /// Read (elements that could not be read are [`Element::Unreadable`]).
+    Items(Vec<Element<T>>),
+    /// `null` or empty string.
+    Empty,
+    /// Present but not readable (`System.Object[]`, malformed embedded JSON).
+    Unreadable,
+}
+
+impl<T> List<T> {
+    /// The readable elements.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        let items: &[Element<T>] = match self {
+            List::Items(items) => items,
+            _ => &[],
+        };
+        items.iter().filter_map(|e| match e {
+            Element::Value(v) => Some(v),
+            Element::Unreadable => None,
+        })
+    }
+
+    /// True when the list, or any element, could not be read.
+    pub fn has_unreadable(&self) -> bool {
+        match self {
+            List::Unreadable => true,
+            List::Items(items) => items.iter().any(|e| matches!(e, Element::Unreadable)),
+            List::Empty => false,
+        }
+    }
+}
+
+/// One list element: an object, or a PowerShell `@{...}` rendering of one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Element<T> {
+    /// Read.
+    Value(T),
+    /// Not readable.
+    Unreadable,
+}
+
+struct ElementVisitor<T>(PhantomData<T>);
+
+impl<'de, T> Visitor<'de> for ElementVisitor<T>
+where
+    T: Deserialize<'de> + EmbeddedParse,
+{
+    type Value = Element<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list element")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map)).map(Element::Value)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(T::parse_embedded(v).map_or(Element::Unreadable, Element::Value))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Element::Unreadable)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Element::Unreadable)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Element::Unreadable)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Element::Unreadable)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Element::Unreadable)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Element::Unreadable)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Element<T>
+where
+    T: Deserialize<'de> + EmbeddedParse,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ElementVisitor(PhantomData))
+    }
+}
+
+struct ListVisitor<T>(PhantomData<T>);
+
+impl<'de, T> Visitor<'de> for ListVisitor<T>
+where
+    T: Deserialize<'de> + EmbeddedParse,
+{
+    type Value = List<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Element<T>>()? {
+            items.push(item);
+        }
+        Ok(List::Items(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let one = T::deserialize(MapAccessDeserializer::new(map))?;
+        Ok(List::Items(vec![Element::Value(one)]))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        let t = v.trim();
+        if t.is_empty() {
+            return Ok(List::Empty);
+        }
+        if t.starts_with('[') {
+            return Ok(T::parse_embedded_list(t).map_or(List::Unreadable, |items| {
+                List::Items(items.into_iter().map(Element::Value).collect())
+            }));
+        }
+        if t.starts_with("@{") || t.starts_with('{') {
+            return Ok(T::parse_embedded(t).map_or(List::Unreadable, |one| {
+                List::Items(vec![Element::Value(one)])
+            }));
+        }
+        Ok(List::Unreadable)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(List::Empty)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(List::Empty)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(List::Unreadable)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(List::Unreadable)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(List::Unreadable)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(List::Unreadable)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for List<T>
+where
+    T: Deserialize<'de> + EmbeddedParse,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ListVisitor(PhantomData))
+    }
+}
+
+/// Implements [`EmbeddedParse`] for owned (`DeserializeOwned`) element types.
+macro_rules! owned_embedded_parse {
+    ($($t:ty),* $(,)?) => {$(
+        impl $crate::loose_json::EmbeddedParse for $t {
+            fn parse_embedded(text: &str) -> Option<Self> {
+                <$t as $crate::loose_json::FromEmbeddedJson>::from_embedded(text)
+            }
+            fn parse_embedded_list(text: &str) -> Option<Vec<Self>> {
+                let raw: Vec<$crate::loose_json::Element<$t>> = serde_json::from_str(text).ok()?;
+                Some(raw.into_iter().filter_map(|e| match e {
+                    $crate::loose_json::Element::Value(v) => Some(v),
+                    $crate::loose_json::Element::Unreadable => None,
+                }).collect())
+            }
+        }
+    )*};
+}
+pub(crate) use owned_embedded_parse;
+
+/// A map key lower-cased into a stack buffer (keys are matched case-insensitively without
+/// allocating). Keys longer than the buffer never match a known field.
+pub struct LowerKey {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl LowerKey {
+    /// The lower-cased key, or `""` when it was too long or not ASCII-representable.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+struct LowerKeyVisitor;
+
+impl Visitor<'_> for LowerKeyVisitor {
+    type Value = LowerKey;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        let mut key = LowerKey {
+            buf: [0; 48],
+            len: 0,
+        };
+        if v.len() <= key.buf.len() {
+            for (dst, src) in key.buf.iter_mut().zip(v.bytes()) {
+                *dst = src.to_ascii_lowercase();
+            }
+            key.len = v.len();
+        }
+        Ok(key)
+    }
+}
+
+impl<'de> Deserialize<'de> for LowerKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(LowerKeyVisitor)
+    }
+}
+
+/// Declares a struct of optional fields whose JSON keys match case-insensitively; each field
+/// lists the lower-case spellings it accepts. Unknown keys are skipped.
+macro_rules! case_insensitive_record {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident<'a> {
+            $( $(#[$fmeta:meta])* $($key:literal)|+ => $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Default)]
+        pub struct $name<'a> {
+            $( $(#[$fmeta])* pub $field: Option<$ty>, )*
+            _borrow: std::marker::PhantomData<&'a ()>,
+        }
+
+        impl<'de: 'a, 'a> serde::Deserialize<'de> for $name<'a> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct RecordVisitor<'a>(std::marker::PhantomData<&'a ()>);
+                impl<'de: 'a, 'a> serde::de::Visitor<'de> for RecordVisitor<'a> {
+                    type Value = $name<'a>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str(concat!("a ", stringify!($name), " object"))
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                        let mut record = $name::default();
+                        while let Some(key) = map.next_key::<$crate::loose_json::LowerKey>()? {
+                            match key.as_str() {
+                                $( $($key)|+ => {
+                                    let value: Option<$ty> = map.next_value()?;
+                                    if value.is_some() {
+                                        record.$field = value;
+                                    }
+                                } )*
+                                _ => { map.next_value::<serde::de::IgnoredAny>()?; }
+                            }
+                        }
+                        Ok(record)
+                    }
+                }
+                d.deserialize_map(RecordVisitor(std::marker::PhantomData))
+            }
+        }
+    };
+}
+pub(crate) use case_insensitive_record;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Pair {
+        #[serde(alias = "Name")]
+        name: Option<LooseOwned>,
+        #[serde(alias = "Value")]
+        value: Option<LooseOwned>,
+    }
+    owned_embedded_parse!(Pair);
+
+    fn names(list: &List<Pair>) -> Vec<(Option<String>, Option<String>)> {
+        list.values()
+            .map(|p| {
+                (
+                    p.name.as_ref().and_then(|n| n.string()),
+                    p.value.as_ref().and_then(|v| v.string()),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn list_accepts_array_embedded_string_and_powershell() {
+        let expected = vec![(Some("MailAccessType".into()), Some("Bind".into()))];
+        let a: List<Pair> =
+            serde_json::from_str(r#"[{"Name":"MailAccessType","Value":"Bind"}]"#).unwrap();
+        assert_eq!(names(&a), expected);
+        let b: List<Pair> =
+            serde_json::from_str(r#""[{\"Name\":\"MailAccessType\",\"Value\":\"Bind\"}]""#)
+                .unwrap();
+        assert_eq!(names(&b), expected);
+        let c: List<Pair> =
+            serde_json::from_str(r#"["@{Value=Bind; Name=MailAccessType}"]"#).unwrap();
+        assert_eq!(names(&c), expected);
+        let d: List<Pair> = serde_json::from_str(r#""System.Object[]""#).unwrap();
+        assert!(d.has_unreadable());
+        let e: List<Pair> = serde_json::from_str("null").unwrap();
+        assert_eq!(e, List::Empty);
+        let f: List<Pair> = serde_json::from_str(r#"[42, {"Name":"x"}]"#).unwrap();
+        assert!(f.has_unreadable());
+        assert_eq!(names(&f), vec![(Some("x".into()), None)]);
+    }
+
+    #[test]
+    fn loose_scalars_drift() {
+        let v: Vec<Loose> =
+            serde_json::from_str(r#"["50", 50, 50.0, "False", false, null, {"a":1}, [1]]"#)
+                .unwrap();
+        assert_eq!(v[0].as_count(), Some(50));
+        assert_eq!(v[1].as_count(), Some(50));
+        assert_eq!(v[2].as_count(), Some(50));
+        assert_eq!(v[3].as_bool(), Some(false));
+        assert_eq!(v[4].as_bool(), Some(false));
+        assert_eq!(v[5].text(), None);
+        assert!(v[6].is_complex());
+        assert!(v[7].is_complex());
+    }
+
+    case_insensitive_record! {
+        pub struct Probe<'a> {
+            "clientip" | "client_ipaddress" => client_ip: Loose<'a>,
+            "operationcount" => operation_count: Loose<'a>,
+        }
+    }
+
+    #[test]
+    fn keys_match_case_insensitively_and_strings_borrow() {
+        let input = r#"{"ClientIP":"1.2.3.4","OPERATIONCOUNT":"7","Other":{"deep":[1,2]}}"#;
+        let p: Probe = serde_json::from_str(input).unwrap();
+        assert!(matches!(
+            p.client_ip,
+            Some(Loose::Str(Cow::Borrowed("1.2.3.4")))
+        ));
+        assert_eq!(p.operation_count.unwrap().as_count(), Some(7));
+        let q: Probe = serde_json::from_str(r#"{"client_ipaddress":"5.6.7.8"}"#).unwrap();
+        assert_eq!(q.client_ip.unwrap().string().as_deref(), Some("5.6.7.8"));
+    }
+
+    #[test]
+    fn powershell_hashtables() {
+        assert_eq!(
+            parse_powershell_hashtable("@{Id=LgAA; Path=\\Inbox; FolderItems=System.Object[]}"),
+            Some(vec![
+                ("Id".into(), "LgAA".into()),
+                ("Path".into(), "\\Inbox".into()),
+                ("FolderItems".into(), "System.Object[]".into())
+            ])
+        );
+        assert_eq!(parse_powershell_hashtable("plain"), None);
+    }
+}
