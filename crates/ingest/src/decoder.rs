@@ -234,6 +234,8 @@ pub struct DecodeStats {
     pub files: u64,
     /// Records framed (including rejected and skipped ones, excluding meta lines).
     pub records: u64,
+    /// Records that produced events.
+    pub records_decoded: u64,
     /// Events produced.
     pub events: u64,
     /// Events by kind.
@@ -261,6 +263,7 @@ impl DecodeStats {
     pub fn merge(&mut self, other: &DecodeStats) {
         self.files += other.files;
         self.records += other.records;
+        self.records_decoded += other.records_decoded;
         self.events += other.events;
         for (k, v) in &other.events_by_kind {
             *self.events_by_kind.entry(k).or_default() += v;

@@ -528,8 +528,8 @@ fn credential_change(rec: &JsonRecord<'_>, operation: String) -> CredentialChang
             }
         }
     }
-    if target.name.is_none() {
-        target.name = string(&rec.object_id);
+    if let Some(object) = string(&rec.object_id) {
+        target.name = Some(object);
     }
     target.app_id = string(&rec.app_id);
     CredentialChange {

@@ -253,6 +253,7 @@ impl StreamDecoder {
         for item in &pending {
             if let Decoded::Reject(r) = item {
                 *stats.rejected.entry(r.error.class).or_default() += 1;
+                stats.records += 1;
             }
         }
         StreamDecoder {
@@ -294,6 +295,7 @@ impl StreamDecoder {
         match self.decoder.decode(raw, &mut self.events) {
             Ok(RecordOutcome::Decoded) => {
                 self.stats.records += 1;
+                self.stats.records_decoded += 1;
                 for event in self.events.drain(..) {
                     self.stats.events += 1;
                     *self
