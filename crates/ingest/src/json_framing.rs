@@ -40,6 +40,11 @@ pub enum Framed {
 /// Streaming JSON record splitter over any reader.
 pub struct JsonFramer<R> {
     reader: R,
+    state: ScanState,
+}
+
+/// The scanner's state, kept apart from the reader so a chunk can be scanned in place.
+struct ScanState {
     max_record: usize,
     record: Vec<u8>,
     record_len: u64,
@@ -68,6 +73,48 @@ impl<R: BufRead> JsonFramer<R> {
     pub fn new(reader: R, max_record: usize) -> Self {
         JsonFramer {
             reader,
+            state: ScanState::new(max_record),
+        }
+    }
+
+    /// The bytes of the record last returned by [`JsonFramer::next_item`].
+    pub fn record(&self) -> &[u8] {
+        &self.state.record
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> u64 {
+        self.state.offset
+    }
+
+    /// The next record or reject; `None` at the end of the stream. I/O errors are returned as
+    /// errors (the caller reports them against the file).
+    pub fn next_item(&mut self) -> io::Result<Option<Framed>> {
+        if self.state.finished {
+            return Ok(None);
+        }
+        loop {
+            let chunk = match self.reader.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                self.state.finished = true;
+                return Ok(self.state.at_end());
+            }
+            let (consumed, result) = self.state.scan(chunk);
+            self.reader.consume(consumed);
+            if result.is_some() {
+                return Ok(result);
+            }
+        }
+    }
+}
+
+impl ScanState {
+    fn new(max_record: usize) -> Self {
+        ScanState {
             max_record,
             record: Vec::with_capacity(4096),
             record_len: 0,
@@ -90,16 +137,6 @@ impl<R: BufRead> JsonFramer<R> {
             started: false,
             finished: false,
         }
-    }
-
-    /// The bytes of the record last returned by [`JsonFramer::next_item`].
-    pub fn record(&self) -> &[u8] {
-        &self.record
-    }
-
-    /// Bytes consumed so far.
-    pub fn position(&self) -> u64 {
-        self.offset
     }
 
     fn start_record(&mut self, first: u8, scalar: bool, offset: u64) {
@@ -201,24 +238,9 @@ impl<R: BufRead> JsonFramer<R> {
             || compact.eq_ignore_ascii_case(b"{\"value\":")
     }
 
-    /// The next record or reject; `None` at the end of the stream. I/O errors are returned as
-    /// errors (the caller reports them against the file).
-    pub fn next_item(&mut self) -> io::Result<Option<Framed>> {
-        if self.finished {
-            return Ok(None);
-        }
-        loop {
-            let chunk = match self.reader.fill_buf() {
-                Ok(c) => c,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if chunk.is_empty() {
-                self.finished = true;
-                return Ok(self.at_end());
-            }
-            // Copy the chunk reference out so `self` can be borrowed mutably while scanning.
-            let chunk: Vec<u8> = chunk.to_vec();
+    /// Scans one chunk: returns how many bytes were consumed and what was found, if anything.
+    fn scan(&mut self, chunk: &[u8]) -> (usize, Option<Framed>) {
+        {
             let mut i = 0;
             let mut result = None;
             if !self.started {
@@ -446,10 +468,7 @@ impl<R: BufRead> JsonFramer<R> {
                 self.keep(&chunk[seg_start..i]);
             }
             self.offset += i as u64;
-            self.reader.consume(i);
-            if result.is_some() {
-                return Ok(result);
-            }
+            (i, result)
         }
     }
 

@@ -570,6 +570,23 @@ macro_rules! case_insensitive_record {
 
         impl<'de: 'a, 'a> serde::Deserialize<'de> for $name<'a> {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                // Keys are looked up in a hash map built once: a `match` over ~100 string arms
+                // compares each key against every arm and dominated decoding time.
+                #[allow(non_camel_case_types)]
+                #[derive(Clone, Copy)]
+                enum Field { $($field),* }
+                static INDEX: std::sync::OnceLock<rustc_hash::FxHashMap<&'static str, Field>> =
+                    std::sync::OnceLock::new();
+                fn field_of(key: &str) -> Option<Field> {
+                    INDEX
+                        .get_or_init(|| {
+                            let mut map = rustc_hash::FxHashMap::default();
+                            $( $( map.insert($key, Field::$field); )+ )*
+                            map
+                        })
+                        .get(key)
+                        .copied()
+                }
                 struct RecordVisitor<'a>(std::marker::PhantomData<&'a ()>);
                 impl<'de: 'a, 'a> serde::de::Visitor<'de> for RecordVisitor<'a> {
                     type Value = $name<'a>;
@@ -579,14 +596,14 @@ macro_rules! case_insensitive_record {
                     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                         let mut record = $name::default();
                         while let Some(key) = map.next_key::<$crate::loose_json::LowerKey>()? {
-                            match key.as_str() {
-                                $( $($key)|+ => {
+                            match field_of(key.as_str()) {
+                                $( Some(Field::$field) => {
                                     let value: Option<$ty> = map.next_value()?;
                                     if value.is_some() {
                                         record.$field = value;
                                     }
                                 } )*
-                                _ => { map.next_value::<serde::de::IgnoredAny>()?; }
+                                None => { map.next_value::<serde::de::IgnoredAny>()?; }
                             }
                         }
                         Ok(record)

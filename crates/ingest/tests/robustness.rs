@@ -1,7 +1,9 @@
 //! Rejects, never losses: broken inputs give located rejects, the records around them still
 //! decode, every record is accounted for, and no input panics.
 
-use mailsentry_ingest::{decode_bytes, DecodeOptions, DecodeStats, Decoded, InputFormat, RejectClass};
+use mailsentry_ingest::{
+    decode_bytes, DecodeOptions, DecodeStats, Decoded, InputFormat, RejectClass,
+};
 use proptest::prelude::*;
 
 fn good_record(i: usize) -> String {
@@ -113,7 +115,9 @@ fn a_50_mb_line_is_rejected_without_being_buffered_and_the_next_line_decodes() {
     let (items, stats) = decode(&input);
     assert_eq!(event_ids(&items), vec!["rec-1", "rec-3"]);
     assert_eq!(rejects(&items), vec![(2, RejectClass::Oversize)]);
-    let Decoded::Reject(r) = &items[1] else { panic!() };
+    let Decoded::Reject(r) = &items[1] else {
+        panic!()
+    };
     assert!(r.error.detail.contains("52428"), "{}", r.error.detail);
     assert_accounted(&stats);
 }
@@ -137,12 +141,18 @@ fn deeply_nested_input_is_bounded() {
     let mut obj = b"{\"a\":".to_vec();
     obj.extend(std::iter::repeat_n(b'{', 10_000));
     let (items, _) = decode(&obj);
-    assert!(rejects(&items).iter().all(|(_, c)| matches!(c, RejectClass::TooDeep | RejectClass::Truncated)));
+    assert!(rejects(&items)
+        .iter()
+        .all(|(_, c)| matches!(c, RejectClass::TooDeep | RejectClass::Truncated)));
 }
 
 #[test]
 fn truncated_array_keeps_the_complete_records() {
-    let input = format!("[\n  {},\n  {},\n  {{\"CreationTime\": \"2024-03", good_record(1), good_record(2));
+    let input = format!(
+        "[\n  {},\n  {},\n  {{\"CreationTime\": \"2024-03",
+        good_record(1),
+        good_record(2)
+    );
     let (items, stats) = decode(input.as_bytes());
     assert_eq!(event_ids(&items), vec!["rec-1", "rec-2"]);
     assert_eq!(rejects(&items), vec![(4, RejectClass::Truncated)]);
@@ -158,9 +168,15 @@ fn envelopes_arrays_bom_and_pretty_printing_are_all_read() {
         format!("{{\"records\":[{records}]}}"),
         format!("{{ \"records\" : [\n{records}\n], \"other\": {{\"x\": [1,2]}} }}\n"),
         format!("{{\"value\":[{records}],\"@odata.nextLink\":\"https://x\"}}"),
-        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&good_record(1)).unwrap()).unwrap()
+        serde_json::to_string_pretty(
+            &serde_json::from_str::<serde_json::Value>(&good_record(1)).unwrap(),
+        )
+        .unwrap()
             + "\n"
-            + &serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&good_record(2)).unwrap()).unwrap(),
+            + &serde_json::to_string_pretty(
+                &serde_json::from_str::<serde_json::Value>(&good_record(2)).unwrap(),
+            )
+            .unwrap(),
     ];
     for layout in layouts {
         let (items, stats) = decode(layout.as_bytes());
@@ -173,7 +189,8 @@ fn envelopes_arrays_bom_and_pretty_printing_are_all_read() {
 fn gzip_is_decompressed_transparently() {
     use std::io::Write;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(format!("{}\n{}\n", good_record(1), good_record(2)).as_bytes()).unwrap();
+    gz.write_all(format!("{}\n{}\n", good_record(1), good_record(2)).as_bytes())
+        .unwrap();
     let bytes = gz.finish().unwrap();
     let (items, _) = decode(&bytes);
     assert_eq!(event_ids(&items), vec!["rec-1", "rec-2"]);
@@ -209,8 +226,13 @@ fn csv_rows_that_do_not_fit_the_header_are_rejected_and_the_rest_decode() {
     );
     let (items, stats) = decode(csv.as_bytes());
     assert_eq!(event_ids(&items), vec!["a", "c"]);
-    assert_eq!(rejects(&items), vec![(3, RejectClass::BadRow), (5, RejectClass::Truncated)]);
-    let Decoded::Event(e) = &items[0] else { panic!() };
+    assert_eq!(
+        rejects(&items),
+        vec![(3, RejectClass::BadRow), (5, RejectClass::Truncated)]
+    );
+    let Decoded::Event(e) = &items[0] else {
+        panic!()
+    };
     assert_eq!(e.time.to_rfc3339(), "2023-09-20T04:05:03+00:00");
     assert_accounted(&stats);
 }
@@ -229,7 +251,9 @@ fn w3c_fields_can_change_mid_file() {
         .iter()
         .filter_map(|d| match d {
             Decoded::Event(e) => match &e.kind {
-                mailsentry_events::EventKind::MailboxAccess(m) => m.client.map(|c| c.ip.to_string()),
+                mailsentry_events::EventKind::MailboxAccess(m) => {
+                    m.client.map(|c| c.ip.to_string())
+                }
                 _ => None,
             },
             _ => None,

@@ -1,0 +1,17 @@
+#![no_main]
+//! Fuzzes the Mbox decoder (format forced, small record limit to reach the oversize paths).
+
+use libfuzzer_sys::fuzz_target;
+use mailsentry_ingest::{decode_bytes, DecodeOptions, InputFormat};
+
+fuzz_target!(|data: &[u8]| {
+    let options = DecodeOptions {
+        max_record_size: 4096,
+        format: Some(InputFormat::Mbox),
+    };
+    let (_, stats) = decode_bytes("fuzz", data, options);
+    assert_eq!(
+        stats.records,
+        stats.records_decoded + stats.skipped_total() + stats.rejected_total()
+    );
+});
