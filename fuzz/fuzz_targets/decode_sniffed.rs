@@ -6,8 +6,5 @@ use mailsentry_ingest::{decode_bytes, DecodeOptions};
 
 fuzz_target!(|data: &[u8]| {
     let (_, stats) = decode_bytes("fuzz", data, DecodeOptions::default());
-    assert_eq!(
-        stats.records,
-        stats.records_decoded + stats.skipped_total() + stats.rejected_total()
-    );
+    assert!(stats.all_records_accounted());
 });

@@ -259,6 +259,11 @@ impl DecodeStats {
         self.skipped.values().sum()
     }
 
+    /// The accounting invariant: every record read is decoded, skipped or rejected, exactly once.
+    pub fn all_records_accounted(&self) -> bool {
+        self.records == self.records_decoded + self.skipped_total() + self.rejected_total()
+    }
+
     /// Adds another set of counters into this one.
     pub fn merge(&mut self, other: &DecodeStats) {
         self.files += other.files;

@@ -13,11 +13,8 @@ pub struct JsonDecoder;
 
 /// Turns a serde_json error into a reject class with a located, content-free message.
 pub fn classify_json_error(bytes: &[u8], e: &serde_json::Error) -> RecordError {
-    if std::str::from_utf8(bytes).is_err() {
-        let valid = match std::str::from_utf8(bytes) {
-            Err(u) => u.valid_up_to(),
-            Ok(_) => bytes.len(),
-        };
+    if let Err(utf8) = std::str::from_utf8(bytes) {
+        let valid = utf8.valid_up_to();
         return RecordError::new(
             RejectClass::InvalidUtf8,
             format!("invalid UTF-8 at byte {valid} of the record"),
