@@ -125,7 +125,7 @@ pub struct FolderAccess {
 
 /// Mailbox content accessed: UAL MailItemsAccessed and other Exchange item operations, Graph
 /// activity on mail resources, on-prem EWS requests.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct MailboxAccess {
     /// The operation as logged (`MailItemsAccessed`, `Send`, `SoapAction`, HTTP method + path).
     pub operation: String,
@@ -188,6 +188,23 @@ pub struct MailboxAccess {
     /// broken PowerShell export).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreadable_fields: Vec<String>,
+}
+
+impl MailboxAccess {
+    /// One request by an on-prem service account (IIS and EWS protocol logs): one operation,
+    /// the account as both actor and `user_id`, everything else unset.
+    pub fn by_service_account(operation: String, account: &str) -> Self {
+        MailboxAccess {
+            operation,
+            actor: ConnectorIdentity {
+                service_account: Some(account.to_owned()),
+                ..Default::default()
+            },
+            user_id: Some(account.to_owned()),
+            operation_count: 1,
+            ..Default::default()
+        }
+    }
 }
 
 /// Which kind of principal signed in.

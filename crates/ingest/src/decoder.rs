@@ -203,6 +203,15 @@ impl RawRecord<'_> {
         }
     }
 
+    /// An id for a record that has none of its own: a hash of its bytes seeded with its offset,
+    /// so two identical lines (an IIS log repeats them) still get different ids.
+    pub fn positional_id(&self) -> String {
+        format!(
+            "h{:016x}",
+            xxhash_rust::xxh3::xxh3_64_with_seed(self.bytes, self.offset)
+        )
+    }
+
     /// An event id: the record id when there is one, else a hash of the record's bytes.
     pub fn event_id(&self, record_id: Option<&str>) -> String {
         match record_id {

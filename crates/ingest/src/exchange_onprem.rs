@@ -6,9 +6,7 @@ use crate::field_values::{
     clean_text, parse_client_address, parse_count, parse_timestamp, ParsedAddress,
 };
 use crate::record_helpers::excerpt;
-use mailsentry_events::{
-    ClientAddress, ConnectorIdentity, Event, EventKind, MailProtocol, MailboxAccess, SourceFormat,
-};
+use mailsentry_events::{Event, EventKind, MailProtocol, MailboxAccess, SourceFormat};
 
 /// Splits one CSV record (already framed) into fields with `csv-core`.
 pub fn split_csv(line: &[u8], delimiter: u8, fields: &mut Vec<String>) -> Result<(), RecordError> {
@@ -273,35 +271,16 @@ impl Decoder for IisW3cDecoder {
         let query = get("cs-uri-query").and_then(clean_text).unwrap_or("");
         let mailbox = query_value(query, "mailboxid").or_else(|| query_value(query, "user"));
         let access = MailboxAccess {
-            operation: format!("{method} {stem}"),
-            actor: ConnectorIdentity {
-                service_account: Some(account.to_owned()),
-                ..Default::default()
-            },
-            user_id: Some(account.to_owned()),
-            user_type: None,
             client,
             client_host,
             client_info: get("cs(user-agent)").and_then(w3c_text),
             protocol: Some(protocol),
-            access_type: None,
-            operation_count: 1,
             mailbox_upn: mailbox,
-            mailbox_guid: None,
-            folders: Vec::new(),
             bytes: get("sc-bytes").and_then(parse_count).unwrap_or(0),
-            logon_type: None,
-            session_id: None,
-            token_id: None,
-            aad_session_id: None,
-            throttled: false,
             result: get("sc-status").and_then(clean_text).map(str::to_owned),
-            unreadable_fields: Vec::new(),
+            ..MailboxAccess::by_service_account(format!("{method} {stem}"), account)
         };
-        let id = format!(
-            "h{:016x}",
-            xxhash_rust::xxh3::xxh3_64_with_seed(raw.bytes, raw.offset)
-        );
+        let id = raw.positional_id();
         out.push(Event {
             id,
             time,
@@ -420,37 +399,20 @@ impl Decoder for EwsLogDecoder {
             .or_else(|| get("requestsize").and_then(parse_count))
             .unwrap_or(0);
         let access = MailboxAccess {
-            operation: get("soapaction").unwrap_or("unknown").to_owned(),
-            actor: ConnectorIdentity {
-                service_account: Some(account.to_owned()),
-                ..Default::default()
-            },
-            user_id: Some(account.to_owned()),
-            user_type: None,
-            client: client.map(|a: ClientAddress| a),
-            client_host: None,
+            client,
             client_info: get("useragent").map(str::to_owned),
             protocol: Some(MailProtocol::Ews),
-            access_type: None,
-            operation_count: 1,
             mailbox_upn: Some(mailbox.to_owned()),
-            mailbox_guid: None,
-            folders: Vec::new(),
             bytes,
-            logon_type: None,
-            session_id: None,
-            token_id: None,
-            aad_session_id: None,
-            throttled: false,
             result: get("httpstatus").map(str::to_owned),
-            unreadable_fields: Vec::new(),
+            ..MailboxAccess::by_service_account(
+                get("soapaction").unwrap_or("unknown").to_owned(),
+                account,
+            )
         };
         let id = match &record_id {
             Some(r) => r.clone(),
-            None => format!(
-                "h{:016x}",
-                xxhash_rust::xxh3::xxh3_64_with_seed(raw.bytes, raw.offset)
-            ),
+            None => raw.positional_id(),
         };
         out.push(Event {
             id,

@@ -82,6 +82,12 @@ impl<R: BufRead> JsonFramer<R> {
         &self.state.record
     }
 
+    /// Swaps the record last returned into `buf` (the framer keeps `buf`'s old allocation), so a
+    /// caller can decode the record while the framer reads on, without copying it.
+    pub fn swap_record(&mut self, buf: &mut Vec<u8>) {
+        std::mem::swap(&mut self.state.record, buf);
+    }
+
     /// Bytes consumed so far.
     pub fn position(&self) -> u64 {
         self.state.offset
@@ -227,15 +233,59 @@ impl ScanState {
         })
     }
 
+    /// True when the record so far reads `{"records":` or `{"value":` (whitespace and key case
+    /// aside). Only called while the record is still short.
     fn is_envelope_prefix(&self) -> bool {
-        let compact: Vec<u8> = self
-            .record
-            .iter()
-            .copied()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
+        const MAX_PREFIX: usize = 64;
+        if self.record.len() > MAX_PREFIX {
+            return false;
+        }
+        let mut compact = [0u8; MAX_PREFIX];
+        let mut n = 0;
+        for &c in self.record.iter().filter(|c| !c.is_ascii_whitespace()) {
+            compact[n] = c;
+            n += 1;
+        }
+        let compact = &compact[..n];
         compact.eq_ignore_ascii_case(b"{\"records\":")
             || compact.eq_ignore_ascii_case(b"{\"value\":")
+    }
+
+    /// NDJSON fast path: at the start of a line in a stream known to hold one record per line,
+    /// a complete line that opens with `{` and closes with `}` is taken whole, found with
+    /// `memchr` instead of scanning every byte. Anything else (a line split across reads,
+    /// an array, a line that does not close, an oversize line, a line with more opening brackets
+    /// than [`MAX_DEPTH`]) is left to the full scanner, and the record decoder still checks the
+    /// JSON itself (a line that ends inside a string, say, is a truncated record).
+    fn take_whole_line(&mut self, chunk: &[u8], i: usize) -> Option<(usize, Framed)> {
+        let rest = &chunk[i..];
+        let nl = memchr::memchr(b'\n', rest)?;
+        if nl > self.max_record {
+            return None;
+        }
+        let line = &rest[..nl];
+        let end = line
+            .iter()
+            .rposition(|c| !c.is_ascii_whitespace())
+            .map_or(0, |p| p + 1);
+        if rest.first() != Some(&b'{') || end == 0 || line[end - 1] != b'}' {
+            return None;
+        }
+        // Nesting can only pass the limit when the line has that many opening brackets; such
+        // a line goes through the scanner, which rejects it as too deep.
+        let openers = memchr::memchr2_iter(b'{', b'[', line).count();
+        if openers > MAX_DEPTH as usize {
+            return None;
+        }
+        self.record.clear();
+        self.record.extend_from_slice(&line[..end]);
+        self.record_len = end as u64;
+        let framed = Framed::Record {
+            line: self.line,
+            offset: self.offset + i as u64,
+        };
+        self.line += 1;
+        Some((i + nl + 1, framed))
     }
 
     /// Scans one chunk: returns how many bytes were consumed and what was found, if anything.
@@ -403,6 +453,13 @@ impl ScanState {
                 }
 
                 // Between records.
+                if c == b'{' && self.line_mode == Some(true) && self.container == 0 {
+                    if let Some((next, framed)) = self.take_whole_line(chunk, i) {
+                        i = next;
+                        result = Some(framed);
+                        break;
+                    }
+                }
                 match c {
                     b'\n' => self.line += 1,
                     b' ' | b'\t' | b'\r' => {}

@@ -517,9 +517,9 @@ pub struct LowerKey {
 }
 
 impl LowerKey {
-    /// The lower-cased key, or `""` when it was too long or not ASCII-representable.
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    /// The lower-cased key bytes, empty when the key was too long to be a known field.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
@@ -575,13 +575,13 @@ macro_rules! case_insensitive_record {
                 #[allow(non_camel_case_types)]
                 #[derive(Clone, Copy)]
                 enum Field { $($field),* }
-                static INDEX: std::sync::OnceLock<rustc_hash::FxHashMap<&'static str, Field>> =
+                static INDEX: std::sync::OnceLock<rustc_hash::FxHashMap<&'static [u8], Field>> =
                     std::sync::OnceLock::new();
-                fn field_of(key: &str) -> Option<Field> {
+                fn field_of(key: &[u8]) -> Option<Field> {
                     INDEX
                         .get_or_init(|| {
                             let mut map = rustc_hash::FxHashMap::default();
-                            $( $( map.insert($key, Field::$field); )+ )*
+                            $( $( map.insert($key.as_bytes(), Field::$field); )+ )*
                             map
                         })
                         .get(key)
@@ -596,7 +596,7 @@ macro_rules! case_insensitive_record {
                     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                         let mut record = $name::default();
                         while let Some(key) = map.next_key::<$crate::loose_json::LowerKey>()? {
-                            match field_of(key.as_str()) {
+                            match field_of(key.as_bytes()) {
                                 $( Some(Field::$field) => {
                                     let value: Option<$ty> = map.next_value()?;
                                     if value.is_some() {

@@ -142,6 +142,20 @@ enum Framing {
     Done,
 }
 
+/// How much of a stream format sniffing looks at.
+const SNIFF_LEN: u64 = 16 * 1024;
+
+/// Reads up to [`SNIFF_LEN`] bytes (fewer only at the end of the stream) and gives them back
+/// with a reader that yields them again followed by the rest.
+fn read_head(reader: Box<dyn Read + Send>) -> io::Result<(Vec<u8>, Box<dyn Read + Send>)> {
+    let mut head = Vec::new();
+    let mut limited = reader.take(SNIFF_LEN);
+    limited.read_to_end(&mut head)?;
+    let rest = limited.into_inner();
+    let again = io::Cursor::new(head.clone());
+    Ok((head, Box::new(again.chain(rest))))
+}
+
 /// Decodes one input stream (a file, standard input, an HTTP body).
 pub struct StreamDecoder {
     file: Arc<str>,
@@ -150,6 +164,8 @@ pub struct StreamDecoder {
     options: DecodeOptions,
     pending: VecDeque<Decoded>,
     events: Vec<Event>,
+    /// The record being decoded, swapped with the framer's buffer (no copy per record).
+    scratch: Vec<u8>,
     stats: DecodeStats,
 }
 
@@ -179,10 +195,8 @@ impl StreamDecoder {
             ..Default::default()
         };
         let mut pending = VecDeque::new();
-        let mut buffered: Box<dyn BufRead + Send> =
-            Box::new(BufReader::with_capacity(1 << 16, reader));
         let mut framing = Framing::Done;
-        let mut decoder: Box<dyn Decoder + Send> = Box::new(JsonDecoder);
+        let mut decoder: Box<dyn Decoder + Send> = Box::<JsonDecoder>::default();
         let reject = |error: RecordError| {
             Decoded::Reject(Reject {
                 file: Arc::clone(&name),
@@ -191,19 +205,23 @@ impl StreamDecoder {
                 error,
             })
         };
-        match buffered.fill_buf() {
+        // The format is sniffed from the first few KiB however the reader delivers them (a
+        // pipe or an HTTP body may hand out a few bytes per read).
+        let opened = read_head(reader).and_then(|(head, reader)| {
+            if head.starts_with(&[0x1f, 0x8b]) {
+                read_head(Box::new(flate2::read::MultiGzDecoder::new(reader)))
+            } else {
+                Ok((head, reader))
+            }
+        });
+        match opened {
             Err(e) => pending.push_back(reject(RecordError::new(RejectClass::Io, e.to_string()))),
-            Ok(prefix) => {
-                if prefix.starts_with(&[0x1f, 0x8b]) {
-                    let gz = flate2::read::MultiGzDecoder::new(buffered);
-                    buffered = Box::new(BufReader::with_capacity(1 << 16, gz));
-                }
+            Ok((head, reader)) => {
+                let buffered: Box<dyn BufRead + Send> =
+                    Box::new(BufReader::with_capacity(1 << 16, reader));
                 let sniffed = match options.format {
                     Some(f) => Ok(f),
-                    None => match buffered.fill_buf() {
-                        Ok(prefix) => sniff_format(prefix, path),
-                        Err(e) => Err(format!("cannot read: {e}")),
-                    },
+                    None => sniff_format(&head, path),
                 };
                 match sniffed {
                     Ok(format) => {
@@ -212,7 +230,7 @@ impl StreamDecoder {
                         let chosen: (Framing, Box<dyn Decoder + Send>) = match format {
                             InputFormat::Json => (
                                 Framing::Json(JsonFramer::new(buffered, max)),
-                                Box::new(JsonDecoder),
+                                Box::<JsonDecoder>::default(),
                             ),
                             InputFormat::PurviewCsv => (
                                 Framing::Lines(LineFramer::new(buffered, max, true)),
@@ -263,6 +281,7 @@ impl StreamDecoder {
             options,
             pending,
             events: Vec::new(),
+            scratch: Vec::new(),
             stats,
         }
     }
@@ -340,15 +359,11 @@ impl StreamDecoder {
                 Framing::Json(framer) => match framer.next_item() {
                     Ok(None) => self.framing = Framing::Done,
                     Ok(Some(Framed::Record { line, offset })) => {
-                        let Framing::Json(framer) =
-                            std::mem::replace(&mut self.framing, Framing::Done)
-                        else {
-                            unreachable!()
-                        };
-                        let bytes = framer.record().to_vec();
-                        self.framing = Framing::Json(framer);
+                        let mut bytes = std::mem::take(&mut self.scratch);
+                        framer.swap_record(&mut bytes);
                         let len = bytes.len() as u64;
                         self.run_decoder(&bytes, line, offset, len);
+                        self.scratch = bytes;
                     }
                     Ok(Some(Framed::Reject {
                         line,
