@@ -19,11 +19,15 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+mod alert;
 mod connector_identity;
 mod event_kinds;
+mod ground_truth;
 
+pub use alert::*;
 pub use connector_identity::{ConnectorIdentity, EXCHANGE_ONLINE_APP_ID, MICROSOFT_GRAPH_APP_ID};
 pub use event_kinds::*;
+pub use ground_truth::*;
 
 /// One normalized event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

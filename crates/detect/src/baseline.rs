@@ -1,0 +1,436 @@
+//! Decayed, bounded statistics of one connector's behaviour, and the tail probabilities the
+//! scorers read from them.
+//!
+//! Everything decays with one half-life (default 14 days) so a connector's habits can change,
+//! and every map is capped so a connector that sprays addresses cannot grow its baseline without
+//! bound (the lightest entries are dropped first).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Seconds.
+pub type Secs = i64;
+
+fn decay(value: f64, from: Secs, to: Secs, half_life: f64) -> f64 {
+    if to <= from {
+        return value;
+    }
+    value * (-(to - from) as f64 * std::f64::consts::LN_2 / half_life).exp()
+}
+
+/// A decayed count.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Decayed {
+    value: f64,
+    at: Secs,
+}
+
+impl Decayed {
+    /// The count at `now`.
+    pub fn get(&self, now: Secs, half_life: f64) -> f64 {
+        decay(self.value, self.at, now, half_life)
+    }
+
+    /// Adds `x` at `now`.
+    pub fn add(&mut self, x: f64, now: Secs, half_life: f64) {
+        let now = now.max(self.at);
+        self.value = decay(self.value, self.at, now, half_life) + x;
+        self.at = now;
+    }
+}
+
+/// One value's history.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Seen {
+    /// Decayed count.
+    pub count: Decayed,
+    /// First seen.
+    pub first: Secs,
+    /// Last seen.
+    pub last: Secs,
+}
+
+/// Counts of a categorical value (an IP, a prefix, an ASN, a country, a user agent) with
+/// first-seen times, and how often a never-seen value turned up after the learning period.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct ValueCounts {
+    values: BTreeMap<String, Seen>,
+    total: Decayed,
+    novel: Decayed,
+}
+
+/// The tail probability of a categorical observation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rarity {
+    /// Probability of a value at least this rare.
+    pub p: f64,
+    /// Never seen before.
+    pub first_seen: bool,
+    /// Its decayed count.
+    pub count: f64,
+    /// Total decayed count.
+    pub total: f64,
+    /// Distinct values known.
+    pub distinct: usize,
+}
+
+impl ValueCounts {
+    /// Records one observation. `learning` observations do not count towards the novelty
+    /// rate (everything is new at first).
+    pub fn observe(&mut self, value: &str, now: Secs, half_life: f64, learning: bool, cap: usize) {
+        self.total.add(1.0, now, half_life);
+        match self.values.get_mut(value) {
+            Some(seen) => {
+                seen.count.add(1.0, now, half_life);
+                seen.last = seen.last.max(now);
+            }
+            None => {
+                if !learning {
+                    self.novel.add(1.0, now, half_life);
+                }
+                if self.values.len() >= cap {
+                    self.evict(now, half_life);
+                }
+                let mut count = Decayed::default();
+                count.add(1.0, now, half_life);
+                self.values.insert(
+                    value.to_owned(),
+                    Seen {
+                        count,
+                        first: now,
+                        last: now,
+                    },
+                );
+            }
+        }
+    }
+
+    fn evict(&mut self, now: Secs, half_life: f64) {
+        let lightest = self
+            .values
+            .iter()
+            .min_by(|a, b| {
+                a.1.count
+                    .get(now, half_life)
+                    .total_cmp(&b.1.count.get(now, half_life))
+                    .then_with(|| a.0.cmp(b.0))
+            })
+            .map(|(k, _)| k.clone());
+        if let Some(k) = lightest {
+            self.values.remove(&k);
+        }
+    }
+
+    /// Is `value` known?
+    pub fn get(&self, value: &str) -> Option<&Seen> {
+        self.values.get(value)
+    }
+
+    /// Distinct values.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// True when nothing was observed.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The most frequent values, heaviest first.
+    pub fn top(&self, n: usize, now: Secs, half_life: f64) -> Vec<(String, f64)> {
+        let mut all: Vec<(String, f64)> = self
+            .values
+            .iter()
+            .map(|(k, s)| (k.clone(), s.count.get(now, half_life)))
+            .collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(n);
+        all
+    }
+
+    /// Rarity of `value`: for a known value the share of observations whose value is at most
+    /// as frequent; for a new one the rate at which new values appeared after learning
+    /// (Good–Turing with a half-count prior).
+    pub fn rarity(&self, value: &str, now: Secs, half_life: f64) -> Rarity {
+        let total = self.total.get(now, half_life);
+        let distinct = self.values.len();
+        match self.values.get(value) {
+            None => Rarity {
+                p: ((self.novel.get(now, half_life) + 0.5) / (total + 1.0)).min(1.0),
+                first_seen: true,
+                count: 0.0,
+                total,
+                distinct,
+            },
+            Some(seen) => {
+                let c = seen.count.get(now, half_life);
+                let at_most: f64 = self
+                    .values
+                    .values()
+                    .map(|s| s.count.get(now, half_life))
+                    .filter(|&x| x <= c * (1.0 + 1e-9))
+                    .sum();
+                Rarity {
+                    p: ((at_most + 0.5) / (total + 1.0)).min(1.0),
+                    first_seen: false,
+                    count: c,
+                    total,
+                    distinct,
+                }
+            }
+        }
+    }
+}
+
+/// A decayed histogram of log2(x + 1) in half-octave bins, read as a robust log-normal.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogHistogram {
+    bins: Vec<f64>,
+    at: Secs,
+}
+
+const BINS: usize = 64;
+
+impl Default for LogHistogram {
+    fn default() -> Self {
+        LogHistogram {
+            bins: vec![0.0; BINS],
+            at: 0,
+        }
+    }
+}
+
+/// An upper-tail reading of a volume.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tail {
+    /// Probability of a value at least this large.
+    pub p: f64,
+    /// Typical value (median).
+    pub median: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Observations behind the baseline.
+    pub total: f64,
+}
+
+fn bin_of(x: f64) -> usize {
+    (((x.max(0.0) + 1.0).log2() * 2.0) as usize).min(BINS - 1)
+}
+
+fn value_of_bin(b: f64) -> f64 {
+    2f64.powf(b / 2.0) - 1.0
+}
+
+/// Standard normal upper tail.
+pub fn normal_upper_tail(z: f64) -> f64 {
+    0.5 * erfc(z / std::f64::consts::SQRT_2)
+}
+
+fn erfc(x: f64) -> f64 {
+    // Numerical Recipes' erfc, relative error < 1.2e-7.
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
+
+impl LogHistogram {
+    fn decay_to(&mut self, now: Secs, half_life: f64) {
+        if now > self.at {
+            let f = decay(1.0, self.at, now, half_life);
+            for b in &mut self.bins {
+                *b *= f;
+            }
+            self.at = now;
+        }
+    }
+
+    /// Records `x`.
+    pub fn observe(&mut self, x: f64, now: Secs, half_life: f64) {
+        self.decay_to(now, half_life);
+        self.bins[bin_of(x)] += 1.0;
+    }
+
+    /// Total decayed observations.
+    pub fn total(&self, now: Secs, half_life: f64) -> f64 {
+        decay(self.bins.iter().sum(), self.at, now, half_life)
+    }
+
+    fn quantile_bin(&self, q: f64) -> f64 {
+        let total: f64 = self.bins.iter().sum();
+        let mut acc = 0.0;
+        for (i, b) in self.bins.iter().enumerate() {
+            acc += b;
+            if acc >= q * total {
+                return i as f64 + 0.5;
+            }
+        }
+        BINS as f64
+    }
+
+    /// Upper tail of `x`: a log-normal fitted robustly (median, MAD with a floor of half an
+    /// octave) beyond the largest bin seen, never smaller than the empirical tail within it.
+    pub fn upper_tail(&self, x: f64, now: Secs, half_life: f64) -> Tail {
+        let total_now = self.total(now, half_life);
+        let total: f64 = self.bins.iter().sum();
+        if total <= 0.0 {
+            return Tail {
+                p: 1.0,
+                median: 0.0,
+                p99: 0.0,
+                total: 0.0,
+            };
+        }
+        let med = self.quantile_bin(0.5);
+        let q1 = self.quantile_bin(0.25);
+        let q3 = self.quantile_bin(0.75);
+        let sigma = ((q3 - q1) / 1.349).max(1.0);
+        let b = bin_of(x);
+        let z = (b as f64 + 0.5 - med) / sigma;
+        let parametric = normal_upper_tail(z);
+        let above: f64 = self.bins[b..].iter().sum();
+        let empirical = (above / total * total_now + 0.5) / (total_now + 1.0);
+        let max_bin = self.bins.iter().rposition(|&c| c > 1e-9).unwrap_or(0);
+        let p = if b > max_bin {
+            parametric.min(empirical)
+        } else {
+            parametric.max(empirical)
+        };
+        Tail {
+            p: p.clamp(1e-12, 1.0),
+            median: value_of_bin(med),
+            p99: value_of_bin(self.quantile_bin(0.99)),
+            total: total_now,
+        }
+    }
+}
+
+/// Activity by hour of the week (tenant-local when the zone is known), decayed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WeekProfile {
+    hours: Vec<f64>,
+    at: Secs,
+}
+
+impl Default for WeekProfile {
+    fn default() -> Self {
+        WeekProfile {
+            hours: vec![0.0; 168],
+            at: 0,
+        }
+    }
+}
+
+impl WeekProfile {
+    /// Records activity at hour-of-week `h`.
+    pub fn observe(&mut self, h: usize, weight: f64, now: Secs, half_life: f64) {
+        if now > self.at {
+            let f = decay(1.0, self.at, now, half_life);
+            for x in &mut self.hours {
+                *x *= f;
+            }
+            self.at = now;
+        }
+        self.hours[h % 168] += weight;
+    }
+
+    fn smoothed(&self, h: usize) -> f64 {
+        let prev = self.hours[(h + 167) % 168];
+        let next = self.hours[(h + 1) % 168];
+        // The same hour of other days counts a little too: weekly profiles are sparse.
+        let day: f64 = (0..7).map(|d| self.hours[(h % 24) + 24 * d]).sum::<f64>() / 7.0;
+        0.5 * self.hours[h % 168] + 0.25 * (prev + next) + 0.25 * day
+    }
+
+    /// Rarity of hour `h`: the share of activity in hours at most as active, with a prior.
+    pub fn rarity(&self, h: usize) -> (f64, f64) {
+        let total: f64 = self.hours.iter().sum();
+        if total <= 0.0 {
+            return (1.0, 0.0);
+        }
+        let here = self.smoothed(h);
+        let smoothed: Vec<f64> = (0..168).map(|x| self.smoothed(x)).collect();
+        let stotal: f64 = smoothed.iter().sum();
+        let at_most: f64 = smoothed.iter().filter(|&&x| x <= here * (1.0 + 1e-9)).sum();
+        (
+            ((at_most / stotal) * total + 0.5) / (total + 1.0),
+            here / stotal * 168.0,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HL: f64 = 14.0 * 86400.0;
+
+    #[test]
+    fn decays_by_half_life() {
+        let mut d = Decayed::default();
+        d.add(8.0, 0, HL);
+        assert!((d.get(14 * 86400, HL) - 4.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn new_values_are_rare_only_when_the_set_is_stable() {
+        let mut stable = ValueCounts::default();
+        let mut churn = ValueCounts::default();
+        for i in 0..1000 {
+            stable.observe(&format!("ip{}", i % 3), i * 60, HL, i < 100, 100);
+            churn.observe(&format!("ip{}", i), i * 60, HL, i < 100, 100_000);
+        }
+        let s = stable.rarity("new", 60_000, HL);
+        let c = churn.rarity("new", 60_000, HL);
+        assert!(s.first_seen && s.p < 0.002, "{s:?}");
+        assert!(c.p > 0.8, "{c:?}");
+        assert!(stable.rarity("ip1", 60_000, HL).p > 0.3);
+        // The cap holds.
+        let mut capped = ValueCounts::default();
+        for i in 0..50 {
+            capped.observe(&i.to_string(), i, HL, false, 10);
+        }
+        assert_eq!(capped.len(), 10);
+    }
+
+    #[test]
+    fn volume_tails() {
+        let mut h = LogHistogram::default();
+        for i in 0..500 {
+            h.observe(20.0 + (i % 10) as f64, i, HL);
+        }
+        let typical = h.upper_tail(25.0, 500, HL);
+        let huge = h.upper_tail(2000.0, 500, HL);
+        assert!(typical.p > 0.1, "{typical:?}");
+        assert!(huge.p < 1e-5, "{huge:?}");
+        assert!((15.0..35.0).contains(&typical.median));
+    }
+
+    #[test]
+    fn quiet_hours_are_rare() {
+        let mut w = WeekProfile::default();
+        for day in 0..7 {
+            for h in 8..18 {
+                for _ in 0..20 {
+                    w.observe(day * 24 + h, 1.0, 0, HL);
+                }
+            }
+        }
+        assert!(w.rarity(10).0 > 0.3);
+        assert!(w.rarity(3).0 < 0.01);
+    }
+}

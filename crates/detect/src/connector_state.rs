@@ -1,0 +1,113 @@
+//! What the detector keeps per connector (its learned baseline and credential history) and
+//! per tenant (which mailboxes exist).
+
+use crate::baseline::{LogHistogram, Secs, ValueCounts, WeekProfile};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Caps that keep one connector's baseline bounded.
+pub const MAX_VALUES: usize = 2048;
+/// Mailboxes remembered per connector.
+pub const MAX_MAILBOXES: usize = 200_000;
+
+/// The learned behaviour of one connector.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct ConnectorBaseline {
+    /// First event of the connector.
+    pub first_seen: Secs,
+    /// Last event.
+    pub last_seen: Secs,
+    /// Sessions learned.
+    pub sessions: u64,
+    /// Source IPs.
+    pub ips: ValueCounts,
+    /// Source networks (/24, /48).
+    pub networks: ValueCounts,
+    /// Source ASNs.
+    pub asns: ValueCounts,
+    /// Source countries.
+    pub countries: ValueCounts,
+    /// User agents / client info.
+    pub agents: ValueCounts,
+    /// Credential key ids.
+    pub keys: ValueCounts,
+    /// Items per session.
+    pub items: LogHistogram,
+    /// Distinct mailboxes per session.
+    pub mailboxes: LogHistogram,
+    /// Mailboxes new to this connector (known to the tenant) per session, after learning.
+    pub new_targets: LogHistogram,
+    /// Session starts by hour of week.
+    pub week: WeekProfile,
+    /// Mailboxes this connector has read (hashed).
+    pub read: BTreeSet<u64>,
+    /// TLS versions / ciphers seen (transport connectors).
+    pub tls: ValueCounts,
+}
+
+/// One credential key's history for a connector.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyState {
+    /// First use.
+    pub first: Secs,
+    /// Last use from a learned source.
+    pub last_known_source: Secs,
+    /// Last use.
+    pub last: Secs,
+    /// When a newer key took over from this one, if one did.
+    pub superseded_at: Option<Secs>,
+    /// When an audit record removed it.
+    pub removed_at: Option<Secs>,
+    /// When an audit record added it (and who).
+    pub added: Option<(Secs, String)>,
+}
+
+/// Everything per connector.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct ConnectorState {
+    /// Display name when a log named it.
+    pub name: Option<String>,
+    /// The baseline.
+    pub baseline: ConnectorBaseline,
+    /// Credential keys.
+    pub keys: BTreeMap<String, KeyState>,
+    /// Last activity per learned network, for concurrency (bounded).
+    pub recent_networks: BTreeMap<String, Secs>,
+    /// Sessions held back from learning because they scored high.
+    pub quarantined: u64,
+}
+
+impl ConnectorState {
+    /// Marks keys superseded: a key not used from a learned source for `grace` seconds after
+    /// a newer key was first used from a learned source has been rotated out.
+    pub fn update_rotation(&mut self, now: Secs, grace: Secs) {
+        let newest: Option<(String, Secs)> = self
+            .keys
+            .iter()
+            .filter(|(_, k)| k.last_known_source > 0)
+            .max_by_key(|(id, k)| (k.first, (*id).clone()))
+            .map(|(id, k)| (id.clone(), k.first));
+        let Some((newest_id, newest_first)) = newest else {
+            return;
+        };
+        for (id, k) in self.keys.iter_mut() {
+            if *id == newest_id || k.superseded_at.is_some() || k.first >= newest_first {
+                continue;
+            }
+            if now - newest_first >= grace && k.last_known_source < newest_first + grace {
+                k.superseded_at = Some(newest_first.max(k.last_known_source));
+            }
+        }
+    }
+}
+
+/// Per tenant: mailboxes seen by anyone (so a mailbox that is new to the tenant, tenant growth,
+/// is not a new *target* for a connector).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct TenantState {
+    /// Mailboxes seen (hashed), capped.
+    pub mailboxes: BTreeSet<u64>,
+}
+
+/// Mailboxes remembered per tenant.
+pub const MAX_TENANT_MAILBOXES: usize = 1_000_000;

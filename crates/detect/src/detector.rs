@@ -1,0 +1,805 @@
+//! The streaming detector: events in (roughly event-time order), sessions built and scored
+//! against each connector's baseline, incidents out. Pure and deterministic: no wall clock,
+//! no I/O.
+
+use crate::baseline::Secs;
+use crate::connector_state::{
+    ConnectorState, KeyState, TenantState, MAX_MAILBOXES, MAX_TENANT_MAILBOXES, MAX_VALUES,
+};
+use crate::enrichment::{is_internal, prefix_of, Enrichment};
+use crate::incidents::Incidents;
+use crate::scoring::{evaluate, hour_of_week, Evaluation};
+use crate::sessions::{Activity, Session, SessionKey};
+use crate::DetectConfig;
+use mailsentry_events::{
+    Alert, CredentialChange, Event, EventKind, MailAccessType, MailProtocol, MailboxAccess, SignIn,
+    SignInCategory, TlsVersion, Transport,
+};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Counters of a detector run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DetectStats {
+    /// Events seen.
+    pub events: u64,
+    /// Events used (connector activity, sign-ins, credential changes, transport).
+    pub used: u64,
+    /// Events of people or of no interest.
+    pub ignored: u64,
+    /// Events older than the watermark when they arrived.
+    pub late: u64,
+    /// Sessions opened.
+    pub sessions_opened: u64,
+    /// Sessions closed.
+    pub sessions_closed: u64,
+    /// Sessions closed early because the open-session cap was reached.
+    pub sessions_evicted: u64,
+    /// Sessions held back from learning (quarantined).
+    pub sessions_quarantined: u64,
+    /// Session evaluations.
+    pub evaluations: u64,
+    /// Sign-in tokens joined to mailbox access.
+    pub tokens_joined: u64,
+    /// Mailboxes whose MailItemsAccessed auditing was throttled (blind for 24 h).
+    pub throttled_mailboxes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TokenInfo {
+    key_id: Option<String>,
+    thumbprint: Option<String>,
+    issued: Secs,
+}
+
+/// How far a learned network's activity and a new source's session may be apart and still
+/// count as "at the same time".
+const CONCURRENCY_WINDOW: Secs = 15 * 60;
+/// A token is joined for this long after its sign-in.
+const TOKEN_TTL: Secs = 2 * 3600;
+/// Mailboxes first seen in the tenant this recently are new mailboxes, not new targets.
+const NEW_MAILBOX_GRACE: Secs = 7 * 86400;
+
+/// The detector.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Detector {
+    config: DetectConfig,
+    #[serde(skip)]
+    enrichment: Arc<Enrichment>,
+    connectors: BTreeMap<(String, String), ConnectorState>,
+    tenants: BTreeMap<String, TenantState>,
+    tenant_mailbox_first: BTreeMap<String, BTreeMap<u64, Secs>>,
+    #[serde(with = "sessions_as_vec")]
+    sessions: FxHashMap<SessionKey, Session>,
+    deadlines: BinaryHeap<Reverse<(Secs, SessionKey)>>,
+    unlearned_open: BTreeMap<(String, String), BTreeSet<SessionKey>>,
+    tokens: FxHashMap<String, TokenInfo>,
+    token_order: VecDeque<(Secs, String)>,
+    max_time: Secs,
+    incidents: Incidents,
+    stats: DetectStats,
+}
+
+mod sessions_as_vec {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        map: &FxHashMap<SessionKey, Session>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut v: Vec<&Session> = map.values().collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<FxHashMap<SessionKey, Session>, D::Error> {
+        let v: Vec<Session> = Vec::deserialize(d)?;
+        Ok(v.into_iter().map(|s| (s.key.clone(), s)).collect())
+    }
+}
+
+fn mailbox_hash(tenant: &str, mailbox: &str) -> u64 {
+    let mut buf = Vec::with_capacity(tenant.len() + mailbox.len() + 1);
+    buf.extend_from_slice(tenant.as_bytes());
+    buf.push(b'|');
+    buf.extend(mailbox.bytes().map(|c| c.to_ascii_lowercase()));
+    xxhash_rust::xxh3::xxh3_64(&buf)
+}
+
+fn is_weak_tls(version: Option<TlsVersion>, cipher: Option<&str>) -> bool {
+    let old = matches!(
+        version,
+        Some(TlsVersion::Ssl | TlsVersion::Tls1_0 | TlsVersion::Tls1_1)
+    );
+    let no_pfs = cipher.is_some_and(|c| {
+        let c = c.to_ascii_uppercase();
+        !(c.starts_with("TLS_") || c.contains("ECDHE") || c.contains("DHE"))
+    });
+    old || no_pfs
+}
+
+impl Detector {
+    /// A detector with `config`, enriching addresses with `enrichment`.
+    pub fn new(config: DetectConfig, enrichment: Arc<Enrichment>) -> Self {
+        Detector {
+            config,
+            enrichment,
+            connectors: BTreeMap::new(),
+            tenants: BTreeMap::new(),
+            tenant_mailbox_first: BTreeMap::new(),
+            sessions: FxHashMap::default(),
+            deadlines: BinaryHeap::new(),
+            unlearned_open: BTreeMap::new(),
+            tokens: FxHashMap::default(),
+            token_order: VecDeque::new(),
+            max_time: i64::MIN,
+            incidents: Incidents::default(),
+            stats: DetectStats::default(),
+        }
+    }
+
+    /// Restores a snapshot (see [`Detector::snapshot`]) with fresh enrichment.
+    pub fn restore(json: &[u8], enrichment: Arc<Enrichment>) -> Result<Self, serde_json::Error> {
+        let mut d: Detector = serde_json::from_slice(json)?;
+        d.enrichment = enrichment;
+        Ok(d)
+    }
+
+    /// The whole state as JSON: baselines, open sessions, tokens, incidents, counters.
+    pub fn snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("detector state serializes")
+    }
+
+    /// Replaces the configuration (a snapshot keeps the one it was made with).
+    pub fn set_config(&mut self, config: DetectConfig) {
+        self.config = config;
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &DetectStats {
+        &self.stats
+    }
+
+    /// Sessions open now.
+    pub fn open_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Connectors known.
+    pub fn connector_count(&self) -> usize {
+        self.connectors.len()
+    }
+
+    /// Alerts so far (incidents at or above the minimum severity), ordered by detection time.
+    pub fn alerts(&self, created_at: chrono::DateTime<chrono::Utc>) -> Vec<Alert> {
+        let mut alerts: Vec<Alert> = self
+            .incidents
+            .all
+            .iter()
+            .filter(|i| {
+                mailsentry_events::Severity::from_score(i.score) >= self.config.min_severity
+            })
+            .map(|i| i.to_alert(created_at))
+            .collect();
+        alerts.sort_by(|a, b| {
+            a.detected_at
+                .cmp(&b.detected_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        alerts
+    }
+
+    fn watermark(&self) -> Secs {
+        self.max_time.saturating_sub(self.config.lateness_secs())
+    }
+
+    /// Feeds one event.
+    pub fn process(&mut self, event: &Event) {
+        self.stats.events += 1;
+        let t = event.time.timestamp();
+        if t > self.max_time {
+            self.max_time = t;
+        }
+        let late = t < self.watermark();
+        let used = match &event.kind {
+            EventKind::MailboxAccess(m) => self.on_access(event, m, t, late),
+            EventKind::SignIn(s) => self.on_signin(event, s, t, late),
+            EventKind::CredentialChange(c) => self.on_credential_change(event, c, t),
+            EventKind::Transport(tr) => self.on_transport(event, tr, t, late),
+            EventKind::AdminChange(_) => false,
+        };
+        if used {
+            self.stats.used += 1;
+            if late {
+                self.stats.late += 1;
+            }
+        } else {
+            self.stats.ignored += 1;
+        }
+        self.expire();
+    }
+
+    /// Closes every open session (end of input) so their learning is applied.
+    pub fn finish(&mut self) {
+        let mut keys: Vec<SessionKey> = self.sessions.keys().cloned().collect();
+        keys.sort();
+        for k in keys {
+            self.close(&k, false);
+        }
+        self.deadlines.clear();
+    }
+
+    fn connector_of(m: &MailboxAccess) -> Option<String> {
+        let app = m.user_type == Some(5)
+            || (m.user_type.is_none()
+                && (m.actor.app_id.is_some() || m.actor.client_app_id.is_some()));
+        if app {
+            return m.actor.connector_key().map(str::to_owned);
+        }
+        // On-prem protocol logs: an account using EWS is a connector candidate.
+        if m.user_type.is_none() && m.protocol == Some(MailProtocol::Ews) {
+            return m.actor.service_account.clone();
+        }
+        None
+    }
+
+    fn tenant_offset(&self, tenant: &str, t: Secs) -> i64 {
+        match self.config.tenant_zones.get(tenant) {
+            Some(tz) => {
+                use chrono::{Offset, TimeZone};
+                let tz: chrono_tz::Tz = match tz.parse() {
+                    Ok(z) => z,
+                    Err(_) => return self.config.utc_offset_secs,
+                };
+                let naive = chrono::DateTime::from_timestamp(t, 0)
+                    .unwrap_or_default()
+                    .naive_utc();
+                tz.offset_from_utc_datetime(&naive).fix().local_minus_utc() as i64
+            }
+            None => self.config.utc_offset_secs,
+        }
+    }
+
+    /// Finds or opens the session of (tenant, connector, source).
+    fn session_for(
+        &mut self,
+        tenant: &str,
+        connector: &str,
+        ip: Option<IpAddr>,
+        activity: Activity,
+        t: Secs,
+        late: bool,
+    ) -> SessionKey {
+        let source = ip.map(|i| i.to_string()).unwrap_or_else(|| "none".into());
+        let key = SessionKey {
+            tenant: tenant.to_owned(),
+            connector: connector.to_owned(),
+            source,
+        };
+        let reuse = self.sessions.get(&key).is_some_and(|s| {
+            t - s.last <= self.config.session_gap_secs()
+                && s.first - t <= self.config.session_gap_secs()
+                && t - s.first <= self.config.session_max_secs()
+        });
+        if !reuse {
+            if self.sessions.contains_key(&key) {
+                self.close(&key, false);
+            }
+            if self.sessions.len() >= self.config.max_open_sessions {
+                self.evict_oldest();
+            }
+            let network = ip.map(prefix_of).unwrap_or_else(|| "none".into());
+            let mut s = Session::new(key.clone(), activity, ip, network, t);
+            if let Some(ip) = ip.filter(|i| !is_internal(*i)) {
+                let place = self.enrichment.lookup(ip);
+                s.asn = place.asn;
+                s.org = place.org;
+                s.country = place.country;
+            }
+            if late {
+                s.late_events += 1;
+            }
+            self.stats.sessions_opened += 1;
+            let ck = (key.tenant.clone(), key.connector.clone());
+            let state = self.connectors.entry(ck.clone()).or_default();
+            if state.baseline.first_seen == 0 || t < state.baseline.first_seen {
+                state.baseline.first_seen = t;
+            }
+            let learned = state.baseline.networks.get(&s.network).is_some();
+            if !learned {
+                self.unlearned_open
+                    .entry(ck)
+                    .or_default()
+                    .insert(key.clone());
+            }
+            self.sessions.insert(key.clone(), s);
+        }
+        let s = self.sessions.get_mut(&key).expect("session exists");
+        s.first = s.first.min(t);
+        s.last = s.last.max(t);
+        s.events += 1;
+        self.deadlines.push(Reverse((
+            s.last + self.config.session_gap_secs(),
+            key.clone(),
+        )));
+        key
+    }
+
+    fn evict_oldest(&mut self) {
+        while let Some(Reverse((_, key))) = self.deadlines.pop() {
+            if self.sessions.contains_key(&key) {
+                self.close(&key, true);
+                return;
+            }
+        }
+    }
+
+    fn expire(&mut self) {
+        let wm = self.watermark();
+        while let Some(Reverse((deadline, key))) = self.deadlines.peek().cloned() {
+            if deadline >= wm {
+                break;
+            }
+            self.deadlines.pop();
+            let current = self
+                .sessions
+                .get(&key)
+                .map(|s| s.last + self.config.session_gap_secs());
+            if current == Some(deadline) {
+                self.close(&key, false);
+            }
+        }
+        while let Some((issued, _)) = self.token_order.front() {
+            if *issued >= wm - TOKEN_TTL {
+                break;
+            }
+            let (_, id) = self.token_order.pop_front().expect("front exists");
+            self.tokens.remove(&id);
+        }
+    }
+
+    /// Marks concurrency between a learned network's activity at `t` and open sessions of the
+    /// same connector from networks it never used.
+    fn note_network_activity(&mut self, key: &SessionKey, t: Secs) {
+        let ck = (key.tenant.clone(), key.connector.clone());
+        let Some(state) = self.connectors.get_mut(&ck) else {
+            return;
+        };
+        let network = match self.sessions.get(key) {
+            Some(s) => s.network.clone(),
+            None => return,
+        };
+        let learned = state
+            .baseline
+            .networks
+            .get(&network)
+            .is_some_and(|seen| seen.first < t - 3600);
+        let learning = t - state.baseline.first_seen < self.config.learning_secs();
+        if learning {
+            return;
+        }
+        if learned {
+            state.recent_networks.insert(network.clone(), t);
+            if state.recent_networks.len() > 64 {
+                let oldest = state
+                    .recent_networks
+                    .iter()
+                    .min_by_key(|(_, &v)| v)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    state.recent_networks.remove(&k);
+                }
+            }
+            let candidates: Vec<SessionKey> = self
+                .unlearned_open
+                .get(&ck)
+                .map(|set| set.iter().cloned().collect())
+                .unwrap_or_default();
+            for other in candidates {
+                if let Some(s) = self.sessions.get_mut(&other) {
+                    if s.concurrent_with.is_none()
+                        && t >= s.first - CONCURRENCY_WINDOW
+                        && t <= s.last + CONCURRENCY_WINDOW
+                        && s.network != network
+                    {
+                        s.concurrent_with = Some(network.clone());
+                        self.evaluate_session(&other, t);
+                    }
+                }
+            }
+        } else {
+            let hit = state
+                .recent_networks
+                .iter()
+                .filter(|(n, _)| **n != network)
+                .find(|(_, &last)| (t - last).abs() <= CONCURRENCY_WINDOW)
+                .map(|(n, _)| n.clone());
+            if let Some(n) = hit {
+                if let Some(s) = self.sessions.get_mut(key) {
+                    if s.concurrent_with.is_none() {
+                        s.concurrent_with = Some(n);
+                        s.next_eval = s.events;
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_access(&mut self, event: &Event, m: &MailboxAccess, t: Secs, late: bool) -> bool {
+        let Some(connector) = Self::connector_of(m) else {
+            return false;
+        };
+        let tenant = event.tenant_id.clone().unwrap_or_else(|| "unknown".into());
+        let ip = m.client.as_ref().map(|c| c.ip);
+        let key = self.session_for(&tenant, &connector, ip, Activity::MailboxAccess, t, late);
+        let ck = (tenant.clone(), connector.clone());
+        let token = m
+            .token_id
+            .as_ref()
+            .and_then(|id| self.tokens.get(id))
+            .cloned();
+        if token.is_some() {
+            self.stats.tokens_joined += 1;
+        }
+        if m.throttled {
+            self.stats.throttled_mailboxes += 1;
+        }
+        let learning = {
+            let state = self.connectors.get(&ck).expect("connector exists");
+            t - state.baseline.first_seen < self.config.learning_secs()
+        };
+        let mailbox = m.mailbox_upn.clone().or_else(|| m.mailbox_guid.clone());
+        let mut new_target = false;
+        if let Some(mb) = &mailbox {
+            let h = mailbox_hash(&tenant, mb);
+            let first_in_tenant = {
+                let map = self.tenant_mailbox_first.entry(tenant.clone()).or_default();
+                if map.len() < MAX_TENANT_MAILBOXES {
+                    *map.entry(h).or_insert(t)
+                } else {
+                    map.get(&h).copied().unwrap_or(t)
+                }
+            };
+            let tenant_state = self.tenants.entry(tenant.clone()).or_default();
+            if tenant_state.mailboxes.len() < MAX_TENANT_MAILBOXES {
+                tenant_state.mailboxes.insert(h);
+            }
+            let known_to_connector = self.connectors[&ck].baseline.read.contains(&h);
+            let s = self.sessions.get_mut(&key).expect("session");
+            if s.add_mailbox(h, mb)
+                && !known_to_connector
+                && !learning
+                && t - first_in_tenant > NEW_MAILBOX_GRACE
+            {
+                s.new_targets += 1;
+                new_target = true;
+            }
+        }
+        {
+            let s = self.sessions.get_mut(&key).expect("session");
+            s.items += m.operation_count.max(1);
+            s.bytes += m.bytes;
+            match m.access_type {
+                Some(MailAccessType::Bind) => s.binds += 1,
+                Some(MailAccessType::Sync) => s.syncs += 1,
+                _ => {}
+            }
+            if let Some(agent) = &m.client_info {
+                Session::add_small(&mut s.agents, agent);
+            }
+            if s.connector_name.is_none() {
+                s.connector_name = m.actor.name.clone();
+            }
+            if let Some(tok) = &token {
+                if let Some(k) = &tok.key_id {
+                    Session::add_small(&mut s.keys, k);
+                }
+                if let Some(th) = &tok.thumbprint {
+                    Session::add_small(&mut s.thumbprints, th);
+                }
+            }
+            s.add_evidence(&event.id);
+            if new_target && s.new_targets.is_power_of_two() {
+                s.next_eval = s.events;
+            }
+        }
+        if let Some(k) = token.and_then(|t| t.key_id) {
+            self.note_key_use(&key, &k, t);
+        }
+        self.note_network_activity(&key, t);
+        if self.sessions.get_mut(&key).is_some_and(|s| s.due()) {
+            self.evaluate_session(&key, t);
+        }
+        true
+    }
+
+    fn note_key_use(&mut self, key: &SessionKey, key_id: &str, t: Secs) {
+        let network = self
+            .sessions
+            .get(key)
+            .map(|s| s.network.clone())
+            .unwrap_or_default();
+        let ck = (key.tenant.clone(), key.connector.clone());
+        let grace = self.config.rotation_grace_secs();
+        let state = self.connectors.entry(ck).or_default();
+        let learned = state.baseline.networks.get(&network).is_some();
+        let k = state.keys.entry(key_id.to_owned()).or_insert(KeyState {
+            first: t,
+            last_known_source: 0,
+            last: t,
+            superseded_at: None,
+            removed_at: None,
+            added: None,
+        });
+        k.first = k.first.min(t);
+        k.last = k.last.max(t);
+        if learned {
+            k.last_known_source = k.last_known_source.max(t);
+        }
+        state.update_rotation(t, grace);
+    }
+
+    fn on_signin(&mut self, event: &Event, s: &SignIn, t: Secs, late: bool) -> bool {
+        if !matches!(
+            s.category,
+            SignInCategory::ServicePrincipal | SignInCategory::ManagedIdentity
+        ) {
+            return false;
+        }
+        let Some(app) = s.actor.app_id.clone() else {
+            return false;
+        };
+        let tenant = event.tenant_id.clone().unwrap_or_else(|| "unknown".into());
+        if let Some(token) = &s.token_id {
+            if !self.tokens.contains_key(token) {
+                self.token_order.push_back((t, token.clone()));
+            }
+            self.tokens.insert(
+                token.clone(),
+                TokenInfo {
+                    key_id: s.credential_key_id.clone(),
+                    thumbprint: s.credential_thumbprint.clone(),
+                    issued: t,
+                },
+            );
+        }
+        let ip = s.client.as_ref().map(|c| c.ip);
+        let key = self.session_for(&tenant, &app, ip, Activity::MailboxAccess, t, late);
+        {
+            let sess = self.sessions.get_mut(&key).expect("session");
+            if sess.connector_name.is_none() {
+                sess.connector_name = s.actor.name.clone();
+            }
+            if sess.country.is_none() {
+                sess.country = s.country.clone();
+            }
+            if let Some(k) = &s.credential_key_id {
+                Session::add_small(&mut sess.keys, k);
+            }
+            if let Some(th) = &s.credential_thumbprint {
+                Session::add_small(&mut sess.thumbprints, th);
+            }
+            if !s.success {
+                sess.failed_signins += 1;
+            }
+            sess.add_evidence(&event.id);
+        }
+        if let (Some(k), true) = (&s.credential_key_id, s.success) {
+            let k = k.clone();
+            self.note_key_use(&key, &k, t);
+        }
+        if let Some(name) = &s.actor.name {
+            let ck = (tenant, app);
+            if let Some(state) = self.connectors.get_mut(&ck) {
+                state.name.get_or_insert_with(|| name.clone());
+            }
+        }
+        self.note_network_activity(&key, t);
+        if self.sessions.get_mut(&key).is_some_and(|s| s.due()) {
+            self.evaluate_session(&key, t);
+        }
+        true
+    }
+
+    fn on_credential_change(&mut self, event: &Event, c: &CredentialChange, t: Secs) -> bool {
+        let Some(app) = c
+            .target
+            .app_id
+            .clone()
+            .or_else(|| c.target.client_app_id.clone())
+        else {
+            return false;
+        };
+        let tenant = event.tenant_id.clone().unwrap_or_else(|| "unknown".into());
+        let state = self.connectors.entry((tenant, app)).or_default();
+        let by = c.actor.clone().unwrap_or_else(|| "unknown actor".into());
+        for k in &c.key_ids_added {
+            let entry = state.keys.entry(k.clone()).or_insert(KeyState {
+                first: i64::MAX,
+                last_known_source: 0,
+                last: 0,
+                superseded_at: None,
+                removed_at: None,
+                added: None,
+            });
+            entry.added = Some((t, by.clone()));
+        }
+        for k in &c.key_ids_removed {
+            if let Some(entry) = state.keys.get_mut(k) {
+                entry.removed_at = Some(t);
+            } else {
+                state.keys.insert(
+                    k.clone(),
+                    KeyState {
+                        first: i64::MAX,
+                        last_known_source: 0,
+                        last: 0,
+                        superseded_at: None,
+                        removed_at: Some(t),
+                        added: None,
+                    },
+                );
+            }
+        }
+        true
+    }
+
+    fn on_transport(&mut self, event: &Event, tr: &Transport, t: Secs, late: bool) -> bool {
+        let Some(hop) = tr.hops.first() else {
+            return false;
+        };
+        let Some(ip) = hop.from_ip else { return false };
+        let tenant = tr
+            .recipient_domains
+            .first()
+            .cloned()
+            .or_else(|| event.tenant_id.clone())
+            .unwrap_or_else(|| "unknown".into());
+        let key = self.session_for(
+            &tenant,
+            "mail-gateway",
+            Some(ip),
+            Activity::Transport,
+            t,
+            late,
+        );
+        let s = self.sessions.get_mut(&key).expect("session");
+        s.items += 1;
+        s.bytes += tr.size_bytes;
+        let tls = format!(
+            "{} {}",
+            hop.tls_version
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_else(|| "no TLS".into()),
+            hop.tls_cipher.clone().unwrap_or_default()
+        );
+        let tls = tls.trim().to_owned();
+        if is_weak_tls(hop.tls_version, hop.tls_cipher.as_deref()) || hop.tls_version.is_none() {
+            s.weak_tls = Some(tls.clone());
+        }
+        Session::add_small(&mut s.tls, &tls);
+        if tr.auth_results.iter().any(|a| {
+            a.method.eq_ignore_ascii_case("dmarc") && a.result.eq_ignore_ascii_case("fail")
+        }) {
+            s.dmarc_fail += 1;
+        }
+        s.add_evidence(&event.id);
+        if s.due() {
+            self.evaluate_session(&key, t);
+        }
+        true
+    }
+
+    fn evaluate_session(&mut self, key: &SessionKey, now: Secs) -> Option<Evaluation> {
+        let ck = (key.tenant.clone(), key.connector.clone());
+        let state = self.connectors.get(&ck)?;
+        let session = self.sessions.get(key)?;
+        let mut config = self.config.clone();
+        config.utc_offset_secs = self.tenant_offset(&key.tenant, session.first);
+        let eval = evaluate(session, state, &config, now);
+        self.stats.evaluations += 1;
+        let threshold = self.config.alert_score();
+        let session = self.sessions.get_mut(key)?;
+        if eval.score > session.best_score {
+            session.best_score = eval.score;
+        }
+        if eval.score >= threshold {
+            session.quarantined = true;
+            let snapshot = session.clone();
+            self.incidents.record(&snapshot, &eval, now);
+        }
+        Some(eval)
+    }
+
+    fn close(&mut self, key: &SessionKey, evicted: bool) {
+        let Some(session) = self.sessions.get(key) else {
+            return;
+        };
+        let last = session.last;
+        // A last look with everything the session did.
+        if session.events > 1 && session.next_eval > session.events {
+            self.evaluate_session(key, last);
+        }
+        let Some(session) = self.sessions.remove(key) else {
+            return;
+        };
+        self.stats.sessions_closed += 1;
+        if evicted {
+            self.stats.sessions_evicted += 1;
+        }
+        let ck = (key.tenant.clone(), key.connector.clone());
+        if let Some(set) = self.unlearned_open.get_mut(&ck) {
+            set.remove(key);
+            if set.is_empty() {
+                self.unlearned_open.remove(&ck);
+            }
+        }
+        let hl = self.config.half_life_secs();
+        let learning_secs = self.config.learning_secs();
+        let grace = self.config.rotation_grace_secs();
+        let offset = self.tenant_offset(&key.tenant, session.first);
+        let state = self.connectors.entry(ck).or_default();
+        if session.quarantined {
+            state.quarantined += 1;
+            self.stats.sessions_quarantined += 1;
+            return;
+        }
+        let b = &mut state.baseline;
+        let t = session.last;
+        let learning = t - b.first_seen < learning_secs;
+        b.last_seen = b.last_seen.max(t);
+        b.sessions += 1;
+        if let Some(ip) = session.ip {
+            b.ips.observe(&ip.to_string(), t, hl, learning, MAX_VALUES);
+        }
+        b.networks
+            .observe(&session.network, t, hl, learning, MAX_VALUES);
+        if let Some(a) = session.asn {
+            b.asns
+                .observe(&format!("AS{a}"), t, hl, learning, MAX_VALUES);
+        }
+        if let Some(c) = &session.country {
+            b.countries.observe(c, t, hl, learning, MAX_VALUES);
+        }
+        for a in &session.agents {
+            b.agents.observe(a, t, hl, learning, MAX_VALUES);
+        }
+        for k in &session.keys {
+            b.keys.observe(k, t, hl, learning, MAX_VALUES);
+        }
+        for tls in &session.tls {
+            b.tls.observe(tls, t, hl, learning, MAX_VALUES);
+        }
+        if session.activity == Activity::MailboxAccess
+            && (session.items > 0 || !session.mailboxes.is_empty())
+        {
+            b.items.observe(session.items as f64, t, hl);
+            b.mailboxes.observe(session.mailboxes.len() as f64, t, hl);
+            if !learning {
+                b.new_targets.observe(session.new_targets as f64, t, hl);
+            }
+        }
+        b.week
+            .observe(hour_of_week(session.first, offset), 1.0, t, hl);
+        for h in &session.mailboxes {
+            if b.read.len() >= MAX_MAILBOXES {
+                break;
+            }
+            b.read.insert(*h);
+        }
+        // Keys used by this (now learned) source count as used from a known source.
+        for k in &session.keys {
+            if let Some(ks) = state.keys.get_mut(k) {
+                ks.last_known_source = ks.last_known_source.max(session.last);
+            }
+        }
+        state.update_rotation(t, grace);
+    }
+}

@@ -1,0 +1,118 @@
+//! The streaming detection engine of mailsentry.
+//!
+//! Events (from `mailsentry-ingest`) are grouped into connector sessions on event time —
+//! `(tenant, connector, source)` until a 30-minute gap or 4 hours — with a watermark that
+//! tolerates audit records arriving hours late. Each session is scored against its connector's
+//! own decayed baseline (sources, volume, targets, timing, credentials, transport), the
+//! signals combined with a Cauchy combination valid under dependence, hard facts (a rotated or
+//! removed key in use, a key used from two networks at once, a freshly added key used from a
+//! new network) scored by rule, and high-scoring sessions grouped into one growing alert per
+//! connector incident. Everything is deterministic: no wall clock, no I/O; the whole state
+//! snapshots to JSON and restores.
+
+pub mod baseline;
+pub mod connector_state;
+pub mod detector;
+pub mod enrichment;
+pub mod evaluation;
+pub mod incidents;
+pub mod reference;
+pub mod scoring;
+pub mod sessions;
+
+pub use detector::{DetectStats, Detector};
+pub use enrichment::{Enrichment, EnrichmentError, Place};
+
+use mailsentry_events::Severity;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Detector settings. Every field has a default; a config file overrides any of them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Inactivity that ends a session, minutes.
+    pub session_gap_minutes: u32,
+    /// Longest session, hours.
+    pub session_max_hours: u32,
+    /// How late (event time behind the newest event) an event may arrive and still join its
+    /// session, hours. Audit records arrive up to hours late.
+    pub lateness_hours: u32,
+    /// Days a connector learns before statistical signals may alert (rules alert at once).
+    pub learning_days: f64,
+    /// Sessions a connector must have before statistical signals may alert.
+    pub min_sessions: u64,
+    /// Half-life of every baseline count, days.
+    pub half_life_days: f64,
+    /// A key not used by the connector's known sources for this long after a newer key took
+    /// over is rotated out, hours.
+    pub rotation_grace_hours: u32,
+    /// Lowest severity written as an alert.
+    pub min_severity: Severity,
+    /// Cap on open sessions; the least recently active is closed early when it is reached.
+    pub max_open_sessions: usize,
+    /// Offset of tenant-local time for tenants without a zone, seconds.
+    pub utc_offset_secs: i64,
+    /// IANA time zone per tenant id (hour-of-week profiles in local time, DST-aware).
+    pub tenant_zones: BTreeMap<String, String>,
+    /// Highest score a learning connector may reach without a rule.
+    pub learning_score_cap: u8,
+    /// Signals with a p-value below this are given as reasons.
+    pub reason_p: f64,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            session_gap_minutes: 30,
+            session_max_hours: 4,
+            lateness_hours: 3,
+            learning_days: 7.0,
+            min_sessions: 50,
+            half_life_days: 14.0,
+            rotation_grace_hours: 6,
+            min_severity: Severity::Medium,
+            max_open_sessions: 1_000_000,
+            utc_offset_secs: 0,
+            tenant_zones: BTreeMap::new(),
+            learning_score_cap: 39,
+            reason_p: 0.01,
+        }
+    }
+}
+
+impl DetectConfig {
+    /// Session gap in seconds.
+    pub fn session_gap_secs(&self) -> i64 {
+        self.session_gap_minutes as i64 * 60
+    }
+    /// Session maximum in seconds.
+    pub fn session_max_secs(&self) -> i64 {
+        self.session_max_hours as i64 * 3600
+    }
+    /// Lateness in seconds.
+    pub fn lateness_secs(&self) -> i64 {
+        self.lateness_hours as i64 * 3600
+    }
+    /// Learning period in seconds.
+    pub fn learning_secs(&self) -> i64 {
+        (self.learning_days * 86400.0) as i64
+    }
+    /// Half-life in seconds.
+    pub fn half_life_secs(&self) -> f64 {
+        self.half_life_days * 86400.0
+    }
+    /// Rotation grace in seconds.
+    pub fn rotation_grace_secs(&self) -> i64 {
+        self.rotation_grace_hours as i64 * 3600
+    }
+    /// The lowest score that raises an alert.
+    pub fn alert_score(&self) -> u8 {
+        match self.min_severity {
+            Severity::Low => 20,
+            Severity::Medium => 40,
+            Severity::High => 60,
+            Severity::Critical => 80,
+        }
+    }
+}

@@ -1,0 +1,489 @@
+//! Scorers: each signal family compares a session with its connector's baseline and gives a
+//! tail probability and a sentence; hard rules give fixed scores; a weighted Cauchy
+//! combination (valid under dependence between signals) gives the session's p-value and the
+//! fixed 0–100 score.
+
+use crate::baseline::Secs;
+use crate::connector_state::ConnectorState;
+use crate::sessions::{Activity, Session};
+use crate::DetectConfig;
+use mailsentry_events::{score_of_p, Reason};
+
+/// One signal's reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    /// Signal id.
+    pub id: &'static str,
+    /// Tail probability under the baseline.
+    pub p: f64,
+    /// Weight in the combination.
+    pub weight: f64,
+    /// Sentence.
+    pub summary: String,
+    /// Observed value.
+    pub observed: String,
+    /// Baseline value.
+    pub baseline: String,
+}
+
+/// A rule that fired: a hard fact with a fixed score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleHit {
+    /// Signal id.
+    pub id: &'static str,
+    /// Fixed score.
+    pub score: u8,
+    /// Sentence.
+    pub summary: String,
+    /// Observed.
+    pub observed: String,
+    /// Baseline.
+    pub baseline: String,
+}
+
+/// A session's score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// Combined p-value of the statistical signals.
+    pub p: f64,
+    /// Final score (the higher of the statistical score and any rule).
+    pub score: u8,
+    /// Reasons, strongest first.
+    pub reasons: Vec<Reason>,
+    /// The connector is still learning (only rules may alert).
+    pub learning: bool,
+}
+
+/// Weighted Cauchy combination (Liu & Xie 2020): valid whatever the dependence between
+/// the p-values. Weights are normalised to sum to one.
+pub fn cauchy_combine(signals: &[(f64, f64)]) -> f64 {
+    let wsum: f64 = signals.iter().map(|(_, w)| w).sum();
+    if signals.is_empty() || wsum <= 0.0 {
+        return 1.0;
+    }
+    let t: f64 = signals
+        .iter()
+        .map(|&(p, w)| {
+            let p = p.clamp(1e-300, 1.0);
+            let term = if p < 1e-12 {
+                1.0 / (p * std::f64::consts::PI)
+            } else {
+                ((0.5 - p) * std::f64::consts::PI).tan()
+            };
+            w / wsum * term
+        })
+        .sum();
+    if t > 1e12 {
+        return (1.0 / (t * std::f64::consts::PI)).max(1e-300);
+    }
+    (0.5 - t.atan() / std::f64::consts::PI).clamp(1e-300, 1.0)
+}
+
+fn fmt_count(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+fn days(secs: Secs) -> f64 {
+    secs as f64 / 86400.0
+}
+
+/// Hour of week (Monday 00:00 = 0) of a time, shifted by `offset` seconds.
+pub fn hour_of_week(t: Secs, offset: i64) -> usize {
+    let local = t + offset;
+    // 1970-01-01 was a Thursday: shift so Monday is day 0.
+    let days_since = local.div_euclid(86400) + 3;
+    let day = days_since.rem_euclid(7) as usize;
+    let hour = (local.rem_euclid(86400) / 3600) as usize;
+    day * 24 + hour
+}
+
+/// Scores a session against its connector.
+pub fn evaluate(
+    session: &Session,
+    state: &ConnectorState,
+    config: &DetectConfig,
+    now: Secs,
+) -> Evaluation {
+    let hl = config.half_life_secs();
+    let b = &state.baseline;
+    let age = now - b.first_seen;
+    let learning = age < config.learning_secs() || b.sessions < config.min_sessions;
+    let mut signals: Vec<Signal> = Vec::new();
+    let mut rules: Vec<RuleHit> = Vec::new();
+
+    // Source.
+    let source_checks: [(
+        &'static str,
+        &str,
+        Option<String>,
+        &crate::baseline::ValueCounts,
+        f64,
+    ); 5] = [
+        (
+            "source.ip",
+            "source address",
+            session.ip.map(|i| i.to_string()),
+            &b.ips,
+            0.05,
+        ),
+        (
+            "source.network",
+            "network",
+            Some(session.network.clone()),
+            &b.networks,
+            0.10,
+        ),
+        (
+            "source.asn",
+            "ASN",
+            session.asn.map(|a| format!("AS{a}")),
+            &b.asns,
+            0.12,
+        ),
+        (
+            "source.country",
+            "country",
+            session.country.clone(),
+            &b.countries,
+            0.05,
+        ),
+        (
+            "source.user_agent",
+            "client",
+            session.agents.iter().next().cloned(),
+            &b.agents,
+            0.04,
+        ),
+    ];
+    for (id, what, value, counts, weight) in source_checks {
+        let Some(value) = value else { continue };
+        if counts.is_empty() {
+            continue;
+        }
+        let r = counts.rarity(&value, now, hl);
+        let (signal_id, summary) = if r.first_seen {
+            (
+                match id {
+                    "source.ip" => "source.ip.first_seen",
+                    "source.network" => "source.network.first_seen",
+                    "source.asn" => "source.asn.first_seen",
+                    "source.country" => "source.country.first_seen",
+                    _ => "source.user_agent.first_seen",
+                },
+                format!(
+                    "{what} {value} never seen for this connector in {:.0} days ({} known)",
+                    days(age).min(config.half_life_days * 4.0),
+                    r.distinct
+                ),
+            )
+        } else {
+            (
+                id,
+                format!(
+                    "{what} {value} is rare for this connector ({} of {} sessions)",
+                    fmt_count(r.count),
+                    fmt_count(r.total)
+                ),
+            )
+        };
+        let top: Vec<String> = counts.top(3, now, hl).into_iter().map(|(k, _)| k).collect();
+        signals.push(Signal {
+            id: signal_id,
+            p: r.p,
+            weight,
+            summary,
+            observed: value,
+            baseline: format!("usual: {}", top.join(", ")),
+        });
+    }
+
+    if session.activity == Activity::MailboxAccess {
+        // Volume.
+        if session.items > 0 && b.items.total(now, hl) > 0.0 {
+            let t = b.items.upper_tail(session.items as f64, now, hl);
+            signals.push(Signal {
+                id: "volume.items",
+                p: t.p,
+                weight: 0.12,
+                summary: format!(
+                    "{} items read in one session; this connector's sessions read {} typically, {} at the 99th percentile",
+                    session.items,
+                    fmt_count(t.median),
+                    fmt_count(t.p99)
+                ),
+                observed: session.items.to_string(),
+                baseline: format!("median {}, p99 {}", fmt_count(t.median), fmt_count(t.p99)),
+            });
+        }
+        if !session.mailboxes.is_empty() && b.mailboxes.total(now, hl) > 0.0 {
+            let n = session.mailboxes.len() as f64;
+            let t = b.mailboxes.upper_tail(n, now, hl);
+            signals.push(Signal {
+                id: "volume.mailboxes",
+                p: t.p,
+                weight: 0.10,
+                summary: format!(
+                    "{} mailboxes in one session; typical {}, 99th percentile {}",
+                    n,
+                    fmt_count(t.median),
+                    fmt_count(t.p99)
+                ),
+                observed: n.to_string(),
+                baseline: format!("median {}, p99 {}", fmt_count(t.median), fmt_count(t.p99)),
+            });
+        }
+        // Target.
+        if session.new_targets > 0 {
+            let t = b
+                .new_targets
+                .upper_tail(session.new_targets as f64, now, hl);
+            let names: Vec<&str> = session
+                .mailbox_names
+                .iter()
+                .map(String::as_str)
+                .take(3)
+                .collect();
+            signals.push(Signal {
+                id: "target.new_mailboxes",
+                p: t.p,
+                weight: 0.15,
+                summary: format!(
+                    "{} mailboxes this connector never read before (the tenant's, e.g. {})",
+                    session.new_targets,
+                    names.join(", ")
+                ),
+                observed: session.new_targets.to_string(),
+                baseline: format!("{} mailboxes read by this connector", b.read.len()),
+            });
+        }
+        // Credential: a key never seen.
+        for key in &session.keys {
+            if b.keys.is_empty() {
+                break;
+            }
+            let r = b.keys.rarity(key, now, hl);
+            if r.first_seen {
+                let known: Vec<String> =
+                    b.keys.top(3, now, hl).into_iter().map(|(k, _)| k).collect();
+                signals.push(Signal {
+                    id: "credential.key.first_seen",
+                    p: r.p,
+                    weight: 0.10,
+                    summary: format!("credential key {key} never used by this connector before"),
+                    observed: key.clone(),
+                    baseline: format!("keys in use: {}", known.join(", ")),
+                });
+            }
+        }
+    }
+
+    // Timing.
+    if b.sessions >= 20 {
+        let h = hour_of_week(session.first, config.utc_offset_secs);
+        let (p, density) = b.week.rarity(h);
+        signals.push(Signal {
+            id: "timing.hour_of_week",
+            p,
+            weight: 0.08,
+            summary: format!(
+                "active at a rare hour for this connector (hour {} of the week, {:.0}% of its usual density)",
+                h,
+                density * 100.0
+            ),
+            observed: format!("hour-of-week {h}"),
+            baseline: format!("{:.2} of the average hourly activity", density),
+        });
+    }
+
+    // Concurrency: a parallel stream beside the usual one.
+    if let Some(other) = &session.concurrent_with {
+        let new_asn = session
+            .asn
+            .map(|a| b.asns.get(&format!("AS{a}")).is_none())
+            .unwrap_or(false);
+        if new_asn {
+            rules.push(RuleHit {
+                id: "credential.concurrent_networks",
+                score: 65,
+                summary: format!(
+                    "the connector's identity is used from {} ({}) while its usual network {} is active at the same time",
+                    session.ip.map(|i| i.to_string()).unwrap_or_default(),
+                    session.asn.map(|a| format!("AS{a}")).unwrap_or_default(),
+                    other
+                ),
+                observed: session.network.clone(),
+                baseline: other.clone(),
+            });
+        } else {
+            signals.push(Signal {
+                id: "timing.parallel_stream",
+                p: 1e-4,
+                weight: 0.12,
+                summary: format!(
+                    "a second stream from {} runs beside the connector's usual network {}",
+                    session.network, other
+                ),
+                observed: session.network.clone(),
+                baseline: other.clone(),
+            });
+        }
+    }
+
+    // Credential rules.
+    for key in &session.keys {
+        let Some(k) = state.keys.get(key) else {
+            continue;
+        };
+        if let Some(removed) = k.removed_at.filter(|&r| r <= session.last) {
+            rules.push(RuleHit {
+                id: "credential.removed_key_used",
+                score: 85,
+                summary: format!(
+                    "credential key {key} was removed {:.1} days earlier and is still used",
+                    days(session.last - removed)
+                ),
+                observed: key.clone(),
+                baseline: "removed".into(),
+            });
+        } else if let Some(superseded) = k.superseded_at.filter(|&s| s <= session.first) {
+            rules.push(RuleHit {
+                id: "credential.rotated_key_used",
+                score: 75,
+                summary: format!(
+                    "credential key {key} was rotated out {:.1} days earlier (a newer key took over) and is used again",
+                    days(session.first - superseded)
+                ),
+                observed: key.clone(),
+                baseline: "rotated out".into(),
+            });
+        }
+        if let Some((added, by)) = &k.added {
+            let network_new = b.networks.get(&session.network).is_none();
+            if network_new && session.first - added < 30 * 86400 {
+                rules.push(RuleHit {
+                    id: "credential.added_then_used",
+                    score: 70,
+                    summary: format!(
+                        "credential key {key}, added by {by} {:.1} hours earlier, is used from a network this connector never used ({})",
+                        (session.first - added) as f64 / 3600.0,
+                        session.network
+                    ),
+                    observed: session.network.clone(),
+                    baseline: "key added recently".into(),
+                });
+            }
+        }
+    }
+
+    // Transport.
+    if session.activity == Activity::Transport {
+        if let Some(weak) = &session.weak_tls {
+            let seen_weak = b.tls.get(weak).is_some();
+            signals.push(Signal {
+                id: "transport.weak_tls",
+                p: if seen_weak { 0.05 } else { 1e-5 },
+                weight: 0.3,
+                summary: format!(
+                    "mail delivered over {weak}, below TLS 1.2 or without forward secrecy"
+                ),
+                observed: weak.clone(),
+                baseline: format!(
+                    "usual: {}",
+                    b.tls
+                        .top(2, now, hl)
+                        .into_iter()
+                        .map(|(k, _)| k)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        if session.dmarc_fail > 0 {
+            signals.push(Signal {
+                id: "transport.dmarc_fail",
+                p: 0.01,
+                weight: 0.1,
+                summary: format!(
+                    "{} messages failing DMARC through this hop",
+                    session.dmarc_fail
+                ),
+                observed: session.dmarc_fail.to_string(),
+                baseline: "pass".into(),
+            });
+        }
+    }
+
+    let combined = cauchy_combine(&signals.iter().map(|s| (s.p, s.weight)).collect::<Vec<_>>());
+    let mut score = score_of_p(combined);
+    if learning {
+        score = score.min(config.learning_score_cap);
+    }
+    let rule_score = rules.iter().map(|r| r.score).max().unwrap_or(0);
+    score = score.max(rule_score);
+
+    // Reasons: rules first, then signals by strength; weights are each signal's share of the
+    // combination statistic.
+    let wsum: f64 = signals.iter().map(|s| s.weight).sum::<f64>().max(1e-12);
+    let contrib = |s: &Signal| s.weight / wsum / (s.p.max(1e-300) * std::f64::consts::PI);
+    let total_contrib: f64 = signals.iter().map(contrib).sum::<f64>().max(1e-300);
+    let mut strong: Vec<&Signal> = signals.iter().filter(|s| s.p < config.reason_p).collect();
+    strong.sort_by(|a, b| a.p.total_cmp(&b.p).then_with(|| a.id.cmp(b.id)));
+    let mut reasons: Vec<Reason> = rules
+        .iter()
+        .map(|r| Reason {
+            signal: r.id.into(),
+            summary: r.summary.clone(),
+            observed: r.observed.clone(),
+            baseline: r.baseline.clone(),
+            weight: 1.0,
+            p_value: 10f64.powf(-(r.score as f64) / 10.0),
+        })
+        .collect();
+    reasons.extend(strong.into_iter().map(|s| Reason {
+        signal: s.id.into(),
+        summary: s.summary.clone(),
+        observed: s.observed.clone(),
+        baseline: s.baseline.clone(),
+        weight: (contrib(s) / total_contrib * 1000.0).round() / 1000.0,
+        p_value: s.p,
+    }));
+    Evaluation {
+        p: combined,
+        score,
+        reasons,
+        learning,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cauchy_is_valid_and_monotone() {
+        assert!((cauchy_combine(&[(0.5, 1.0), (0.5, 1.0)]) - 0.5).abs() < 1e-9);
+        let one = cauchy_combine(&[(1e-6, 1.0), (0.5, 1.0)]);
+        assert!(one > 1e-6 && one < 1e-5, "{one}");
+        let two = cauchy_combine(&[(1e-6, 1.0), (1e-6, 1.0)]);
+        assert!((two - 1e-6).abs() / 1e-6 < 0.01, "{two}");
+        assert!(cauchy_combine(&[(1e-200, 1.0), (0.9, 3.0)]) < 1e-190);
+    }
+
+    #[test]
+    fn hour_of_week_starts_monday() {
+        // 2024-03-04 was a Monday.
+        let monday = chrono::NaiveDate::from_ymd_opt(2024, 3, 4)
+            .unwrap()
+            .and_hms_opt(5, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp();
+        assert_eq!(hour_of_week(monday, 0), 5);
+        assert_eq!(hour_of_week(monday + 86400 * 6 + 3600 * 18, 0), 6 * 24 + 23);
+        assert_eq!(hour_of_week(monday, -6 * 3600), 6 * 24 + 23);
+    }
+}
