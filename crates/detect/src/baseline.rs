@@ -57,6 +57,7 @@ pub struct ValueCounts {
     values: BTreeMap<String, Seen>,
     total: Decayed,
     novel: Decayed,
+    mature: Decayed,
 }
 
 /// The tail probability of a categorical observation.
@@ -75,14 +76,25 @@ pub struct Rarity {
 }
 
 impl ValueCounts {
-    /// Records one observation. `learning` observations do not count towards the novelty
-    /// rate (everything is new at first).
-    pub fn observe(&mut self, value: &str, now: Secs, half_life: f64, learning: bool, cap: usize) {
+    /// Records one observation; returns true when the value was new. `learning`
+    /// observations do not count towards the novelty rate (everything is new at first).
+    pub fn observe(
+        &mut self,
+        value: &str,
+        now: Secs,
+        half_life: f64,
+        learning: bool,
+        cap: usize,
+    ) -> bool {
         self.total.add(1.0, now, half_life);
+        if !learning {
+            self.mature.add(1.0, now, half_life);
+        }
         match self.values.get_mut(value) {
             Some(seen) => {
                 seen.count.add(1.0, now, half_life);
                 seen.last = seen.last.max(now);
+                false
             }
             None => {
                 if !learning {
@@ -101,8 +113,19 @@ impl ValueCounts {
                         last: now,
                     },
                 );
+                true
             }
         }
+    }
+
+    /// Probability that a never-seen value turns up, shrunk toward `pooled_rate` (the rate
+    /// across all connectors) with the weight of `k` observations: a connector that rarely
+    /// sees new values borrows the population's (small) rate instead of the 1/n floor of its
+    /// own short history, and a connector that often does keeps its own (large) rate.
+    pub fn novelty(&self, now: Secs, half_life: f64, pooled_rate: f64, k: f64) -> f64 {
+        let novel = self.novel.get(now, half_life);
+        let mature = self.mature.get(now, half_life);
+        ((novel + k * pooled_rate) / (mature + k)).clamp(1e-12, 1.0)
     }
 
     fn evict(&mut self, now: Secs, half_life: f64) {
@@ -432,5 +455,28 @@ mod tests {
         }
         assert!(w.rarity(10).0 > 0.3);
         assert!(w.rarity(3).0 < 0.01);
+    }
+}
+
+/// How often established connectors (past learning) see a value they never saw, pooled over
+/// all connectors: the prior for one connector's novelty.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct NoveltyPool {
+    novel: Decayed,
+    total: Decayed,
+}
+
+impl NoveltyPool {
+    /// Records one observation of an established connector.
+    pub fn observe(&mut self, was_new: bool, now: Secs, half_life: f64) {
+        self.total.add(1.0, now, half_life);
+        if was_new {
+            self.novel.add(1.0, now, half_life);
+        }
+    }
+
+    /// The pooled rate, with a half-count prior.
+    pub fn rate(&self, now: Secs, half_life: f64) -> f64 {
+        (self.novel.get(now, half_life) + 0.5) / (self.total.get(now, half_life) + 1.0)
     }
 }

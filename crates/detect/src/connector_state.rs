@@ -71,13 +71,67 @@ pub struct ConnectorState {
     pub baseline: ConnectorBaseline,
     /// Credential keys.
     pub keys: BTreeMap<String, KeyState>,
-    /// Last activity per learned network, for concurrency (bounded).
-    pub recent_networks: BTreeMap<String, Secs>,
+    /// First and last activity per source network, for concurrency (bounded).
+    pub networks_active: BTreeMap<String, (Secs, Secs)>,
+    /// Networks whose sessions raised an alert: never "established".
+    pub suspicious_networks: BTreeSet<String>,
     /// Sessions held back from learning because they scored high.
     pub quarantined: u64,
 }
 
+/// A network active for the connector at least this long is its established stream.
+pub const ESTABLISHED_AFTER: Secs = 6 * 3600;
+/// Networks silent this long are forgotten by the concurrency check.
+const NETWORK_IDLE: Secs = 7 * 86400;
+const MAX_ACTIVE_NETWORKS: usize = 256;
+
 impl ConnectorState {
+    /// Records activity from `network` at `t`.
+    pub fn note_network(&mut self, network: &str, t: Secs) {
+        match self.networks_active.get_mut(network) {
+            Some((first, last)) => {
+                *first = (*first).min(t);
+                *last = (*last).max(t);
+            }
+            None => {
+                if self.networks_active.len() >= MAX_ACTIVE_NETWORKS {
+                    let stalest = self
+                        .networks_active
+                        .iter()
+                        .min_by_key(|(n, (_, last))| (*last, (*n).clone()))
+                        .map(|(n, _)| n.clone());
+                    if let Some(n) = stalest {
+                        self.networks_active.remove(&n);
+                    }
+                }
+                self.networks_active.insert(network.to_owned(), (t, t));
+            }
+        }
+    }
+
+    /// Has `network` been the connector's own stream at `t`: active for hours, recently, and
+    /// never behind an alert?
+    pub fn is_established(&self, network: &str, t: Secs) -> bool {
+        !self.suspicious_networks.contains(network)
+            && self
+                .networks_active
+                .get(network)
+                .is_some_and(|&(first, last)| {
+                    first <= t - ESTABLISHED_AFTER && last >= t - NETWORK_IDLE
+                })
+    }
+
+    /// An established network (other than `network`) active within `window` of `t`.
+    pub fn concurrent_established(&self, network: &str, t: Secs, window: Secs) -> Option<String> {
+        self.networks_active
+            .iter()
+            .filter(|(n, _)| n.as_str() != network)
+            .filter(|(_, &(_, last))| (t - last).abs() <= window)
+            .map(|(n, _)| n)
+            .find(|n| self.is_established(n, t))
+            .cloned()
+    }
+
     /// Marks keys superseded: a key not used from a learned source for `grace` seconds after
     /// a newer key was first used from a learned source has been rotated out.
     pub fn update_rotation(&mut self, now: Secs, grace: Secs) {

@@ -2,13 +2,13 @@
 //! against each connector's baseline, incidents out. Pure and deterministic: no wall clock,
 //! no I/O.
 
-use crate::baseline::Secs;
+use crate::baseline::{NoveltyPool, Secs};
 use crate::connector_state::{
     ConnectorState, KeyState, TenantState, MAX_MAILBOXES, MAX_TENANT_MAILBOXES, MAX_VALUES,
 };
 use crate::enrichment::{is_internal, prefix_of, Enrichment};
 use crate::incidents::Incidents;
-use crate::scoring::{evaluate, hour_of_week, Evaluation};
+use crate::scoring::{evaluate, hour_of_week, Evaluation, PoolRates};
 use crate::sessions::{Activity, Session, SessionKey};
 use crate::DetectConfig;
 use mailsentry_events::{
@@ -41,6 +41,8 @@ pub struct DetectStats {
     pub sessions_evicted: u64,
     /// Sessions held back from learning (quarantined).
     pub sessions_quarantined: u64,
+    /// Sessions learned only after a probation period.
+    pub sessions_on_probation: u64,
     /// Session evaluations.
     pub evaluations: u64,
     /// Sign-in tokens joined to mailbox access.
@@ -61,6 +63,8 @@ struct TokenInfo {
 const CONCURRENCY_WINDOW: Secs = 15 * 60;
 /// A token is joined for this long after its sign-in.
 const TOKEN_TTL: Secs = 2 * 3600;
+/// Cap on sessions waiting out their probation.
+const MAX_PROBATION: usize = 100_000;
 /// Mailboxes first seen in the tenant this recently are new mailboxes, not new targets.
 const NEW_MAILBOX_GRACE: Secs = 7 * 86400;
 
@@ -70,16 +74,23 @@ pub struct Detector {
     config: DetectConfig,
     #[serde(skip)]
     enrichment: Arc<Enrichment>,
+    #[serde(with = "crate::pair_keyed")]
     connectors: BTreeMap<(String, String), ConnectorState>,
     tenants: BTreeMap<String, TenantState>,
     tenant_mailbox_first: BTreeMap<String, BTreeMap<u64, Secs>>,
     #[serde(with = "sessions_as_vec")]
-    sessions: FxHashMap<SessionKey, Session>,
-    deadlines: BinaryHeap<Reverse<(Secs, SessionKey)>>,
-    unlearned_open: BTreeMap<(String, String), BTreeSet<SessionKey>>,
-    tokens: FxHashMap<String, TokenInfo>,
+    sessions: FxHashMap<u64, Session>,
+    #[serde(skip)]
+    by_key: FxHashMap<SessionKey, Vec<u64>>,
+    next_session: u64,
+    deadlines: BinaryHeap<Reverse<(Secs, u64)>>,
+    #[serde(with = "crate::pair_keyed")]
+    unlearned_open: BTreeMap<(String, String), BTreeSet<u64>>,
+    tokens: BTreeMap<String, TokenInfo>,
     token_order: VecDeque<(Secs, String)>,
     max_time: Secs,
+    pools: BTreeMap<String, NoveltyPool>,
+    probation: VecDeque<(Secs, Session)>,
     incidents: Incidents,
     stats: DetectStats,
 }
@@ -89,19 +100,19 @@ mod sessions_as_vec {
     use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(
-        map: &FxHashMap<SessionKey, Session>,
+        map: &FxHashMap<u64, Session>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         let mut v: Vec<&Session> = map.values().collect();
-        v.sort_by(|a, b| a.key.cmp(&b.key));
+        v.sort_by_key(|s| s.id);
         v.serialize(s)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
-    ) -> Result<FxHashMap<SessionKey, Session>, D::Error> {
+    ) -> Result<FxHashMap<u64, Session>, D::Error> {
         let v: Vec<Session> = Vec::deserialize(d)?;
-        Ok(v.into_iter().map(|s| (s.key.clone(), s)).collect())
+        Ok(v.into_iter().map(|s| (s.id, s)).collect())
     }
 }
 
@@ -135,11 +146,15 @@ impl Detector {
             tenants: BTreeMap::new(),
             tenant_mailbox_first: BTreeMap::new(),
             sessions: FxHashMap::default(),
+            by_key: FxHashMap::default(),
+            next_session: 0,
             deadlines: BinaryHeap::new(),
             unlearned_open: BTreeMap::new(),
-            tokens: FxHashMap::default(),
+            tokens: BTreeMap::new(),
             token_order: VecDeque::new(),
             max_time: i64::MIN,
+            pools: BTreeMap::new(),
+            probation: VecDeque::new(),
             incidents: Incidents::default(),
             stats: DetectStats::default(),
         }
@@ -149,6 +164,12 @@ impl Detector {
     pub fn restore(json: &[u8], enrichment: Arc<Enrichment>) -> Result<Self, serde_json::Error> {
         let mut d: Detector = serde_json::from_slice(json)?;
         d.enrichment = enrichment;
+        let mut ids: Vec<u64> = d.sessions.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let key = d.sessions[&id].key.clone();
+            d.by_key.entry(key).or_default().push(id);
+        }
         Ok(d)
     }
 
@@ -228,12 +249,15 @@ impl Detector {
 
     /// Closes every open session (end of input) so their learning is applied.
     pub fn finish(&mut self) {
-        let mut keys: Vec<SessionKey> = self.sessions.keys().cloned().collect();
-        keys.sort();
-        for k in keys {
-            self.close(&k, false);
+        let mut ids: Vec<u64> = self.sessions.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            self.close(id, false);
         }
         self.deadlines.clear();
+        while let Some((_, s)) = self.probation.pop_front() {
+            self.learn(s);
+        }
     }
 
     fn connector_of(m: &MailboxAccess) -> Option<String> {
@@ -267,7 +291,11 @@ impl Detector {
         }
     }
 
-    /// Finds or opens the session of (tenant, connector, source).
+    /// Finds, merges or opens the session of (tenant, connector, source) that event time `t`
+    /// belongs to. Sessions are event-time windows: an event joins a session whose span,
+    /// widened by the gap, contains it; one that touches two sessions bridges them into one;
+    /// a session never grows past the maximum length. Out-of-order events therefore land in
+    /// the same sessions whatever order they arrive in.
     fn session_for(
         &mut self,
         tenant: &str,
@@ -276,84 +304,138 @@ impl Detector {
         activity: Activity,
         t: Secs,
         late: bool,
-    ) -> SessionKey {
+    ) -> u64 {
         let source = ip.map(|i| i.to_string()).unwrap_or_else(|| "none".into());
         let key = SessionKey {
             tenant: tenant.to_owned(),
             connector: connector.to_owned(),
             source,
         };
-        let reuse = self.sessions.get(&key).is_some_and(|s| {
-            t - s.last <= self.config.session_gap_secs()
-                && s.first - t <= self.config.session_gap_secs()
-                && t - s.first <= self.config.session_max_secs()
-        });
-        if !reuse {
-            if self.sessions.contains_key(&key) {
-                self.close(&key, false);
+        let gap = self.config.session_gap_secs();
+        let max = self.config.session_max_secs();
+        let touching: Vec<u64> = self
+            .by_key
+            .get(&key)
+            .map(|ids| {
+                ids.iter()
+                    .copied()
+                    .filter(|id| {
+                        let s = &self.sessions[id];
+                        t >= s.first - gap && t <= s.last + gap
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut chosen: Option<u64> = None;
+        for id in touching {
+            let s = &self.sessions[&id];
+            let (first, last) = (s.first.min(t), s.last.max(t));
+            match chosen {
+                None if last - first <= max => chosen = Some(id),
+                Some(c) => {
+                    let into = &self.sessions[&c];
+                    if into.last.max(last) - into.first.min(first) <= max {
+                        let other = self.remove_session(id);
+                        let into = self.sessions.get_mut(&c).expect("chosen session");
+                        into.merge(other);
+                    }
+                }
+                None => {}
             }
-            if self.sessions.len() >= self.config.max_open_sessions {
-                self.evict_oldest();
-            }
-            let network = ip.map(prefix_of).unwrap_or_else(|| "none".into());
-            let mut s = Session::new(key.clone(), activity, ip, network, t);
-            if let Some(ip) = ip.filter(|i| !is_internal(*i)) {
-                let place = self.enrichment.lookup(ip);
-                s.asn = place.asn;
-                s.org = place.org;
-                s.country = place.country;
-            }
-            if late {
-                s.late_events += 1;
-            }
-            self.stats.sessions_opened += 1;
-            let ck = (key.tenant.clone(), key.connector.clone());
-            let state = self.connectors.entry(ck.clone()).or_default();
-            if state.baseline.first_seen == 0 || t < state.baseline.first_seen {
-                state.baseline.first_seen = t;
-            }
-            let learned = state.baseline.networks.get(&s.network).is_some();
-            if !learned {
-                self.unlearned_open
-                    .entry(ck)
-                    .or_default()
-                    .insert(key.clone());
-            }
-            self.sessions.insert(key.clone(), s);
         }
-        let s = self.sessions.get_mut(&key).expect("session exists");
+        let id = match chosen {
+            Some(id) => id,
+            None => self.open_session(key, activity, ip, t, late),
+        };
+        let s = self.sessions.get_mut(&id).expect("session exists");
         s.first = s.first.min(t);
         s.last = s.last.max(t);
         s.events += 1;
-        self.deadlines.push(Reverse((
-            s.last + self.config.session_gap_secs(),
-            key.clone(),
-        )));
-        key
+        let deadline = s.last + gap;
+        self.deadlines.push(Reverse((deadline, id)));
+        id
+    }
+
+    fn open_session(
+        &mut self,
+        key: SessionKey,
+        activity: Activity,
+        ip: Option<IpAddr>,
+        t: Secs,
+        late: bool,
+    ) -> u64 {
+        if self.sessions.len() >= self.config.max_open_sessions {
+            self.evict_oldest();
+        }
+        let id = self.next_session;
+        self.next_session += 1;
+        let network = ip.map(prefix_of).unwrap_or_else(|| "none".into());
+        let mut s = Session::new(id, key.clone(), activity, ip, network, t);
+        if let Some(ip) = ip.filter(|i| !is_internal(*i)) {
+            let place = self.enrichment.lookup(ip);
+            s.asn = place.asn;
+            s.org = place.org;
+            s.country = place.country;
+        }
+        if late {
+            s.late_events += 1;
+        }
+        self.stats.sessions_opened += 1;
+        let ck = (key.tenant.clone(), key.connector.clone());
+        let state = self.connectors.entry(ck.clone()).or_default();
+        if state.baseline.first_seen == 0 || t < state.baseline.first_seen {
+            state.baseline.first_seen = t;
+        }
+        if !state.is_established(&s.network, t) {
+            self.unlearned_open.entry(ck).or_default().insert(id);
+        }
+        self.by_key.entry(key).or_default().push(id);
+        self.sessions.insert(id, s);
+        id
+    }
+
+    /// Takes a session out of every index.
+    fn remove_session(&mut self, id: u64) -> Session {
+        let s = self.sessions.remove(&id).expect("session exists");
+        if let Some(ids) = self.by_key.get_mut(&s.key) {
+            ids.retain(|x| *x != id);
+            if ids.is_empty() {
+                self.by_key.remove(&s.key);
+            }
+        }
+        let ck = (s.key.tenant.clone(), s.key.connector.clone());
+        if let Some(set) = self.unlearned_open.get_mut(&ck) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.unlearned_open.remove(&ck);
+            }
+        }
+        s
     }
 
     fn evict_oldest(&mut self) {
-        while let Some(Reverse((_, key))) = self.deadlines.pop() {
-            if self.sessions.contains_key(&key) {
-                self.close(&key, true);
+        while let Some(Reverse((_, id))) = self.deadlines.pop() {
+            if self.sessions.contains_key(&id) {
+                self.close(id, true);
                 return;
             }
         }
     }
 
     fn expire(&mut self) {
+        self.release_probation();
         let wm = self.watermark();
-        while let Some(Reverse((deadline, key))) = self.deadlines.peek().cloned() {
+        while let Some(Reverse((deadline, id))) = self.deadlines.peek().cloned() {
             if deadline >= wm {
                 break;
             }
             self.deadlines.pop();
             let current = self
                 .sessions
-                .get(&key)
+                .get(&id)
                 .map(|s| s.last + self.config.session_gap_secs());
             if current == Some(deadline) {
-                self.close(&key, false);
+                self.close(id, false);
             }
         }
         while let Some((issued, _)) = self.token_order.front() {
@@ -367,72 +449,59 @@ impl Detector {
 
     /// Marks concurrency between a learned network's activity at `t` and open sessions of the
     /// same connector from networks it never used.
-    fn note_network_activity(&mut self, key: &SessionKey, t: Secs) {
-        let ck = (key.tenant.clone(), key.connector.clone());
+    fn note_network_activity(&mut self, id: u64, t: Secs) {
+        let (ck, network) = match self.sessions.get(&id) {
+            Some(s) => (
+                (s.key.tenant.clone(), s.key.connector.clone()),
+                s.network.clone(),
+            ),
+            None => return,
+        };
+        let learning_secs = self.config.learning_secs();
         let Some(state) = self.connectors.get_mut(&ck) else {
             return;
         };
-        let network = match self.sessions.get(key) {
-            Some(s) => s.network.clone(),
-            None => return,
-        };
-        let learned = state
-            .baseline
-            .networks
-            .get(&network)
-            .is_some_and(|seen| seen.first < t - 3600);
-        let learning = t - state.baseline.first_seen < self.config.learning_secs();
-        if learning {
+        state.note_network(&network, t);
+        if t - state.baseline.first_seen < learning_secs {
             return;
         }
-        if learned {
-            state.recent_networks.insert(network.clone(), t);
-            if state.recent_networks.len() > 64 {
-                let oldest = state
-                    .recent_networks
-                    .iter()
-                    .min_by_key(|(_, &v)| v)
-                    .map(|(k, _)| k.clone());
-                if let Some(k) = oldest {
-                    state.recent_networks.remove(&k);
-                }
-            }
-            let candidates: Vec<SessionKey> = self
+        if state.is_established(&network, t) {
+            let candidates: Vec<u64> = self
                 .unlearned_open
                 .get(&ck)
-                .map(|set| set.iter().cloned().collect())
+                .map(|set| set.iter().copied().collect())
                 .unwrap_or_default();
             for other in candidates {
-                if let Some(s) = self.sessions.get_mut(&other) {
-                    if s.concurrent_with.is_none()
-                        && t >= s.first - CONCURRENCY_WINDOW
-                        && t <= s.last + CONCURRENCY_WINDOW
-                        && s.network != network
-                    {
-                        s.concurrent_with = Some(network.clone());
-                        self.evaluate_session(&other, t);
-                    }
+                let Some(s) = self.sessions.get(&other) else {
+                    continue;
+                };
+                let overlapping =
+                    t >= s.first - CONCURRENCY_WINDOW && t <= s.last + CONCURRENCY_WINDOW;
+                if s.concurrent_with.is_some() || !overlapping || s.network == network {
+                    continue;
                 }
+                if self.connectors[&ck].is_established(&s.network, s.first) {
+                    continue;
+                }
+                if let Some(s) = self.sessions.get_mut(&other) {
+                    s.concurrent_with = Some(network.clone());
+                }
+                self.evaluate_session(other, t);
             }
-        } else {
-            let hit = state
-                .recent_networks
-                .iter()
-                .filter(|(n, _)| **n != network)
-                .find(|(_, &last)| (t - last).abs() <= CONCURRENCY_WINDOW)
-                .map(|(n, _)| n.clone());
-            if let Some(n) = hit {
-                if let Some(s) = self.sessions.get_mut(key) {
-                    if s.concurrent_with.is_none() {
-                        s.concurrent_with = Some(n);
-                        s.next_eval = s.events;
-                    }
+        } else if let Some(n) = state.concurrent_established(&network, t, CONCURRENCY_WINDOW) {
+            if let Some(s) = self.sessions.get_mut(&id) {
+                if s.concurrent_with.is_none() {
+                    s.concurrent_with = Some(n);
+                    s.next_eval = s.events;
                 }
             }
         }
     }
 
     fn on_access(&mut self, event: &Event, m: &MailboxAccess, t: Secs, late: bool) -> bool {
+        if m.throttled {
+            self.stats.throttled_mailboxes += 1;
+        }
         let Some(connector) = Self::connector_of(m) else {
             return false;
         };
@@ -447,9 +516,6 @@ impl Detector {
             .cloned();
         if token.is_some() {
             self.stats.tokens_joined += 1;
-        }
-        if m.throttled {
-            self.stats.throttled_mailboxes += 1;
         }
         let learning = {
             let state = self.connectors.get(&ck).expect("connector exists");
@@ -511,22 +577,21 @@ impl Detector {
             }
         }
         if let Some(k) = token.and_then(|t| t.key_id) {
-            self.note_key_use(&key, &k, t);
+            self.note_key_use(key, &k, t);
         }
-        self.note_network_activity(&key, t);
+        self.note_network_activity(key, t);
         if self.sessions.get_mut(&key).is_some_and(|s| s.due()) {
-            self.evaluate_session(&key, t);
+            self.evaluate_session(key, t);
         }
         true
     }
 
-    fn note_key_use(&mut self, key: &SessionKey, key_id: &str, t: Secs) {
-        let network = self
-            .sessions
-            .get(key)
-            .map(|s| s.network.clone())
-            .unwrap_or_default();
-        let ck = (key.tenant.clone(), key.connector.clone());
+    fn note_key_use(&mut self, id: u64, key_id: &str, t: Secs) {
+        let Some(session) = self.sessions.get(&id) else {
+            return;
+        };
+        let network = session.network.clone();
+        let ck = (session.key.tenant.clone(), session.key.connector.clone());
         let grace = self.config.rotation_grace_secs();
         let state = self.connectors.entry(ck).or_default();
         let learned = state.baseline.networks.get(&network).is_some();
@@ -593,7 +658,7 @@ impl Detector {
         }
         if let (Some(k), true) = (&s.credential_key_id, s.success) {
             let k = k.clone();
-            self.note_key_use(&key, &k, t);
+            self.note_key_use(key, &k, t);
         }
         if let Some(name) = &s.actor.name {
             let ck = (tenant, app);
@@ -601,9 +666,9 @@ impl Detector {
                 state.name.get_or_insert_with(|| name.clone());
             }
         }
-        self.note_network_activity(&key, t);
+        self.note_network_activity(key, t);
         if self.sessions.get_mut(&key).is_some_and(|s| s.due()) {
-            self.evaluate_session(&key, t);
+            self.evaluate_session(key, t);
         }
         true
     }
@@ -692,87 +757,152 @@ impl Detector {
         }
         s.add_evidence(&event.id);
         if s.due() {
-            self.evaluate_session(&key, t);
+            self.evaluate_session(key, t);
         }
         true
     }
 
-    fn evaluate_session(&mut self, key: &SessionKey, now: Secs) -> Option<Evaluation> {
-        let ck = (key.tenant.clone(), key.connector.clone());
+    fn evaluate_session(&mut self, id: u64, now: Secs) -> Option<Evaluation> {
+        let session = self.sessions.get(&id)?;
+        let ck = (session.key.tenant.clone(), session.key.connector.clone());
         let state = self.connectors.get(&ck)?;
-        let session = self.sessions.get(key)?;
         let mut config = self.config.clone();
-        config.utc_offset_secs = self.tenant_offset(&key.tenant, session.first);
-        let eval = evaluate(session, state, &config, now);
+        config.utc_offset_secs = self.tenant_offset(&ck.0, session.first);
+        let hl = self.config.half_life_secs();
+        let rate = |level: &str| self.pools.get(level).map_or(0.5, |p| p.rate(now, hl));
+        let rates = PoolRates {
+            ip: rate("ip"),
+            network: rate("network"),
+            asn: rate("asn"),
+            country: rate("country"),
+            agent: rate("agent"),
+            key: rate("key"),
+        };
+        // The decision is as of the latest event it rests on.
+        let now = now.max(session.last);
+        let eval = evaluate(session, state, &config, &rates, now);
         self.stats.evaluations += 1;
         let threshold = self.config.alert_score();
-        let session = self.sessions.get_mut(key)?;
+        let session = self.sessions.get_mut(&id)?;
         if eval.score > session.best_score {
             session.best_score = eval.score;
         }
         if eval.score >= threshold {
             session.quarantined = true;
             let snapshot = session.clone();
+            if let Some(state) = self.connectors.get_mut(&ck) {
+                state.suspicious_networks.insert(snapshot.network.clone());
+            }
+            let before = self.probation.len();
+            self.probation.retain(|(_, s)| s.key != snapshot.key);
+            self.stats.sessions_quarantined += (before - self.probation.len()) as u64;
             self.incidents.record(&snapshot, &eval, now);
         }
         Some(eval)
     }
 
-    fn close(&mut self, key: &SessionKey, evicted: bool) {
-        let Some(session) = self.sessions.get(key) else {
+    fn close(&mut self, id: u64, evicted: bool) {
+        let Some(session) = self.sessions.get(&id) else {
             return;
         };
         let last = session.last;
         // A last look with everything the session did.
         if session.events > 1 && session.next_eval > session.events {
-            self.evaluate_session(key, last);
+            self.evaluate_session(id, last);
         }
-        let Some(session) = self.sessions.remove(key) else {
-            return;
-        };
+        let session = self.remove_session(id);
         self.stats.sessions_closed += 1;
         if evicted {
             self.stats.sessions_evicted += 1;
         }
+        let key = &session.key;
         let ck = (key.tenant.clone(), key.connector.clone());
-        if let Some(set) = self.unlearned_open.get_mut(&ck) {
-            set.remove(key);
-            if set.is_empty() {
-                self.unlearned_open.remove(&ck);
-            }
-        }
-        let hl = self.config.half_life_secs();
-        let learning_secs = self.config.learning_secs();
-        let grace = self.config.rotation_grace_secs();
-        let offset = self.tenant_offset(&key.tenant, session.first);
         let state = self.connectors.entry(ck).or_default();
         if session.quarantined {
             state.quarantined += 1;
             self.stats.sessions_quarantined += 1;
             return;
         }
+        if session.best_score >= self.config.probation_score {
+            // Suspicious but below alert level: learned only if its source raises no alert
+            // for the probation period.
+            self.stats.sessions_on_probation += 1;
+            let release = session.last + self.config.probation_secs();
+            self.probation.push_back((release, session));
+            while self.probation.len() > MAX_PROBATION {
+                let (_, s) = self.probation.pop_front().expect("non-empty");
+                self.learn(s);
+            }
+            return;
+        }
+        self.learn(session);
+    }
+
+    /// Releases probation sessions whose period ended.
+    fn release_probation(&mut self) {
+        let wm = self.watermark();
+        while self
+            .probation
+            .front()
+            .is_some_and(|(release, _)| *release < wm)
+        {
+            let (_, s) = self.probation.pop_front().expect("non-empty");
+            self.learn(s);
+        }
+    }
+
+    /// Folds a closed session into its connector's baseline.
+    fn learn(&mut self, session: Session) {
+        let key = &session.key;
+        let ck = (key.tenant.clone(), key.connector.clone());
+        let hl = self.config.half_life_secs();
+        let learning_secs = self.config.learning_secs();
+        let grace = self.config.rotation_grace_secs();
+        let offset = self.tenant_offset(&key.tenant, session.first);
+        let state = self.connectors.entry(ck).or_default();
         let b = &mut state.baseline;
         let t = session.last;
         let learning = t - b.first_seen < learning_secs;
         b.last_seen = b.last_seen.max(t);
         b.sessions += 1;
+        let mut novel: Vec<(&'static str, bool)> = Vec::new();
         if let Some(ip) = session.ip {
-            b.ips.observe(&ip.to_string(), t, hl, learning, MAX_VALUES);
+            novel.push((
+                "ip",
+                b.ips.observe(&ip.to_string(), t, hl, learning, MAX_VALUES),
+            ));
         }
-        b.networks
-            .observe(&session.network, t, hl, learning, MAX_VALUES);
+        novel.push((
+            "network",
+            b.networks
+                .observe(&session.network, t, hl, learning, MAX_VALUES),
+        ));
         if let Some(a) = session.asn {
-            b.asns
-                .observe(&format!("AS{a}"), t, hl, learning, MAX_VALUES);
+            novel.push((
+                "asn",
+                b.asns
+                    .observe(&format!("AS{a}"), t, hl, learning, MAX_VALUES),
+            ));
         }
         if let Some(c) = &session.country {
-            b.countries.observe(c, t, hl, learning, MAX_VALUES);
+            novel.push((
+                "country",
+                b.countries.observe(c, t, hl, learning, MAX_VALUES),
+            ));
         }
         for a in &session.agents {
-            b.agents.observe(a, t, hl, learning, MAX_VALUES);
+            novel.push(("agent", b.agents.observe(a, t, hl, learning, MAX_VALUES)));
         }
         for k in &session.keys {
-            b.keys.observe(k, t, hl, learning, MAX_VALUES);
+            novel.push(("key", b.keys.observe(k, t, hl, learning, MAX_VALUES)));
+        }
+        if !learning {
+            for (level, was_new) in novel {
+                self.pools
+                    .entry(level.to_owned())
+                    .or_default()
+                    .observe(was_new, t, hl);
+            }
         }
         for tls in &session.tls {
             b.tls.observe(tls, t, hl, learning, MAX_VALUES);

@@ -20,14 +20,26 @@ pub struct Detection {
 }
 
 impl Detection {
-    /// From a mailsentry alert.
-    pub fn from_alert(a: &Alert) -> Self {
-        Detection {
-            tenant: a.tenant_id.clone(),
-            connector: a.connector.app_id.clone(),
-            at: a.detected_at,
-            ips: a.session.client_ips.clone(),
+    /// From a mailsentry alert: one detection per source the incident grew by, at the time
+    /// that source first scored at alert level.
+    pub fn from_alert(a: &Alert) -> Vec<Self> {
+        if a.sources.is_empty() {
+            return vec![Detection {
+                tenant: a.tenant_id.clone(),
+                connector: a.connector.app_id.clone(),
+                at: a.detected_at,
+                ips: a.session.client_ips.clone(),
+            }];
         }
+        a.sources
+            .iter()
+            .map(|s| Detection {
+                tenant: a.tenant_id.clone(),
+                connector: a.connector.app_id.clone(),
+                at: s.detected_at,
+                ips: vec![s.ip.clone()],
+            })
+            .collect()
     }
 }
 
@@ -185,6 +197,6 @@ pub fn at_least(alerts: &[Alert], min: Severity) -> Vec<Detection> {
     alerts
         .iter()
         .filter(|a| a.severity >= min)
-        .map(Detection::from_alert)
+        .flat_map(Detection::from_alert)
         .collect()
 }

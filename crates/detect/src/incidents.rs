@@ -6,7 +6,8 @@ use crate::scoring::Evaluation;
 use crate::sessions::Session;
 use chrono::{TimeZone, Utc};
 use mailsentry_events::{
-    Alert, AlertConnector, AlertCredential, AlertSession, Evidence, Reason, Severity, ALERT_VERSION,
+    Alert, AlertConnector, AlertCredential, AlertSession, AlertSource, Evidence, Reason, Severity,
+    ALERT_VERSION,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,6 +50,8 @@ pub struct Incident {
     pub sessions: BTreeMap<String, (Secs, Secs, u64, u64, u64, u64)>,
     /// Evidence.
     pub event_ids: Vec<String>,
+    /// Per source: first event, first alert-level decision, best score.
+    pub sources: BTreeMap<String, (Secs, Secs, u8)>,
 }
 
 impl Incident {
@@ -79,6 +82,7 @@ impl Incident {
             thumbprints: BTreeSet::new(),
             sessions: BTreeMap::new(),
             event_ids: Vec::new(),
+            sources: BTreeMap::new(),
         }
     }
 
@@ -101,6 +105,13 @@ impl Incident {
         if let Some(ip) = session.ip {
             self.ips.insert(ip.to_string());
         }
+        let src = self.sources.entry(session.key.source.clone()).or_insert((
+            session.first,
+            now,
+            eval.score,
+        ));
+        src.0 = src.0.min(session.first);
+        src.2 = src.2.max(eval.score);
         if let Some(a) = session.asn {
             self.asns.insert(a);
         }
@@ -172,6 +183,16 @@ impl Incident {
             evidence: Evidence {
                 event_ids: self.event_ids.clone(),
             },
+            sources: self
+                .sources
+                .iter()
+                .map(|(ip, &(first, detected, score))| AlertSource {
+                    ip: ip.clone(),
+                    first_event: ts(first),
+                    detected_at: ts(detected),
+                    score,
+                })
+                .collect(),
             status: "new".into(),
         }
     }
@@ -183,6 +204,7 @@ pub struct Incidents {
     /// Every incident, in order of creation.
     pub all: Vec<Incident>,
     /// Open incident per (tenant, connector): index into `all`.
+    #[serde(with = "crate::pair_keyed")]
     open: BTreeMap<(String, String), usize>,
 }
 

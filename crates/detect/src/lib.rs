@@ -59,6 +59,11 @@ pub struct DetectConfig {
     pub learning_score_cap: u8,
     /// Signals with a p-value below this are given as reasons.
     pub reason_p: f64,
+    /// Sessions scoring at least this (but below alert level) are learned only after the
+    /// probation period, and not at all if their source raises an alert meanwhile.
+    pub probation_score: u8,
+    /// Probation period, hours.
+    pub probation_hours: u32,
 }
 
 impl Default for DetectConfig {
@@ -77,6 +82,8 @@ impl Default for DetectConfig {
             tenant_zones: BTreeMap::new(),
             learning_score_cap: 39,
             reason_p: 0.01,
+            probation_score: 25,
+            probation_hours: 72,
         }
     }
 }
@@ -102,6 +109,10 @@ impl DetectConfig {
     pub fn half_life_secs(&self) -> f64 {
         self.half_life_days * 86400.0
     }
+    /// Probation period in seconds.
+    pub fn probation_secs(&self) -> i64 {
+        self.probation_hours as i64 * 3600
+    }
     /// Rotation grace in seconds.
     pub fn rotation_grace_secs(&self) -> i64 {
         self.rotation_grace_hours as i64 * 3600
@@ -114,5 +125,27 @@ impl DetectConfig {
             Severity::High => 60,
             Severity::Critical => 80,
         }
+    }
+}
+
+/// Serde for maps keyed by (tenant, connector): JSON object keys must be strings, so these
+/// maps are written as lists of `[key, value]` pairs.
+pub(crate) mod pair_keyed {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<V: Serialize, S: Serializer>(
+        map: &BTreeMap<(String, String), V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let pairs: Vec<(&(String, String), &V)> = map.iter().collect();
+        pairs.serialize(s)
+    }
+
+    pub fn deserialize<'de, V: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<(String, String), V>, D::Error> {
+        let pairs: Vec<((String, String), V)> = Vec::deserialize(d)?;
+        Ok(pairs.into_iter().collect())
     }
 }

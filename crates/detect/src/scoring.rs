@@ -4,6 +4,7 @@
 //! fixed 0–100 score.
 
 use crate::baseline::Secs;
+use crate::baseline::ValueCounts;
 use crate::connector_state::ConnectorState;
 use crate::sessions::{Activity, Session};
 use crate::DetectConfig;
@@ -101,11 +102,34 @@ pub fn hour_of_week(t: Secs, offset: i64) -> usize {
     day * 24 + hour
 }
 
+/// Pooled novelty rates (see [`crate::baseline::NoveltyPool`]) at the time of scoring.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolRates {
+    /// New addresses.
+    pub ip: f64,
+    /// New networks.
+    pub network: f64,
+    /// New ASNs.
+    pub asn: f64,
+    /// New countries.
+    pub country: f64,
+    /// New user agents.
+    pub agent: f64,
+    /// New credential keys.
+    pub key: f64,
+}
+
+/// How many observations the pooled novelty rate weighs in one connector's estimate.
+const POOL_WEIGHT: f64 = 200.0;
+/// Floor for a new address or network inside an ASN the connector already uses.
+const NEW_ADDRESS_IN_KNOWN_ASN_P: f64 = 1e-3;
+
 /// Scores a session against its connector.
 pub fn evaluate(
     session: &Session,
     state: &ConnectorState,
     config: &DetectConfig,
+    rates: &PoolRates,
     now: Secs,
 ) -> Evaluation {
     let hl = config.half_life_secs();
@@ -115,90 +139,141 @@ pub fn evaluate(
     let mut signals: Vec<Signal> = Vec::new();
     let mut rules: Vec<RuleHit> = Vec::new();
 
-    // Source.
-    let source_checks: [(
+    // Source: one signal at the coarsest level where the source is new (a new country or ASN
+    // says more than a new address inside a known network), else the network's rarity.
+    let ip_text = session.ip.map(|i| i.to_string());
+    let asn_text = session.asn.map(|a| format!("AS{a}"));
+    let levels: [(
         &'static str,
-        &str,
-        Option<String>,
-        &crate::baseline::ValueCounts,
+        &'static str,
+        Option<&String>,
+        &ValueCounts,
         f64,
-    ); 5] = [
+    ); 4] = [
         (
-            "source.ip",
-            "source address",
-            session.ip.map(|i| i.to_string()),
-            &b.ips,
-            0.05,
-        ),
-        (
-            "source.network",
-            "network",
-            Some(session.network.clone()),
-            &b.networks,
-            0.10,
-        ),
-        (
-            "source.asn",
-            "ASN",
-            session.asn.map(|a| format!("AS{a}")),
-            &b.asns,
-            0.12,
-        ),
-        (
-            "source.country",
             "country",
-            session.country.clone(),
+            "source.country.first_seen",
+            session.country.as_ref(),
             &b.countries,
-            0.05,
+            rates.country,
         ),
         (
-            "source.user_agent",
-            "client",
-            session.agents.iter().next().cloned(),
-            &b.agents,
-            0.04,
+            "ASN",
+            "source.asn.first_seen",
+            asn_text.as_ref(),
+            &b.asns,
+            rates.asn,
+        ),
+        (
+            "network",
+            "source.network.first_seen",
+            Some(&session.network),
+            &b.networks,
+            rates.network,
+        ),
+        (
+            "address",
+            "source.ip.first_seen",
+            ip_text.as_ref(),
+            &b.ips,
+            rates.ip,
         ),
     ];
-    for (id, what, value, counts, weight) in source_checks {
-        let Some(value) = value else { continue };
-        if counts.is_empty() {
-            continue;
+    let novel: Vec<&(
+        &'static str,
+        &'static str,
+        Option<&String>,
+        &ValueCounts,
+        f64,
+    )> = levels
+        .iter()
+        .filter(|(_, _, v, counts, _)| {
+            v.is_some_and(|v| !counts.is_empty() && counts.get(v).is_none())
+        })
+        .collect();
+    let usual: Vec<String> = b
+        .networks
+        .top(3, now, hl)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let place = format!(
+        "{}{}{}",
+        ip_text.clone().unwrap_or_else(|| session.network.clone()),
+        session
+            .asn
+            .map(|a| format!(
+                " (AS{a}{})",
+                session
+                    .org
+                    .as_deref()
+                    .map(|o| format!(" {o}"))
+                    .unwrap_or_default()
+            ))
+            .unwrap_or_default(),
+        session
+            .country
+            .as_deref()
+            .map(|c| format!(", {c}"))
+            .unwrap_or_default()
+    );
+    if let Some((level, id, value, counts, rate)) = novel.first() {
+        let mut p = counts.novelty(now, hl, *rate, POOL_WEIGHT);
+        if matches!(*level, "network" | "address") && session.asn.is_some() {
+            // Vendors add addresses inside networks they already use: weak on its own.
+            p = p.max(NEW_ADDRESS_IN_KNOWN_ASN_P);
         }
-        let r = counts.rarity(&value, now, hl);
-        let (signal_id, summary) = if r.first_seen {
-            (
-                match id {
-                    "source.ip" => "source.ip.first_seen",
-                    "source.network" => "source.network.first_seen",
-                    "source.asn" => "source.asn.first_seen",
-                    "source.country" => "source.country.first_seen",
-                    _ => "source.user_agent.first_seen",
-                },
-                format!(
-                    "{what} {value} never seen for this connector in {:.0} days ({} known)",
-                    days(age).min(config.half_life_days * 4.0),
-                    r.distinct
-                ),
-            )
-        } else {
-            (
-                id,
-                format!(
-                    "{what} {value} is rare for this connector ({} of {} sessions)",
-                    fmt_count(r.count),
-                    fmt_count(r.total)
-                ),
-            )
-        };
-        let top: Vec<String> = counts.top(3, now, hl).into_iter().map(|(k, _)| k).collect();
+        let what: Vec<String> = novel
+            .iter()
+            .map(|(l, _, v, _, _)| format!("{l} {}", v.map(String::as_str).unwrap_or("")))
+            .collect();
         signals.push(Signal {
-            id: signal_id,
-            p: r.p,
-            weight,
-            summary,
-            observed: value,
-            baseline: format!("usual: {}", top.join(", ")),
+            id,
+            p,
+            weight: 0.30,
+            summary: format!(
+                "source {place} is new for this connector: never-seen {} (in {:.0} days it used {} ASNs, {} networks, {} addresses)",
+                what.join(", "),
+                days(age),
+                b.asns.len(),
+                b.networks.len(),
+                b.ips.len()
+            ),
+            observed: value.cloned().unwrap_or_default(),
+            baseline: format!("usual networks: {}", usual.join(", ")),
         });
+    } else if !b.networks.is_empty() {
+        let r = b.networks.rarity(&session.network, now, hl);
+        signals.push(Signal {
+            id: "source.network.rare",
+            p: r.p,
+            weight: 0.30,
+            summary: format!(
+                "source {place} is in a network this connector rarely uses ({} of {} sessions)",
+                fmt_count(r.count),
+                fmt_count(r.total)
+            ),
+            observed: session.network.clone(),
+            baseline: format!("usual networks: {}", usual.join(", ")),
+        });
+    }
+    if let Some(agent) = session.agents.iter().next() {
+        if !b.agents.is_empty() && b.agents.get(agent).is_none() {
+            let known: Vec<String> = b
+                .agents
+                .top(2, now, hl)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            signals.push(Signal {
+                id: "source.user_agent.first_seen",
+                p: b.agents.novelty(now, hl, rates.agent, POOL_WEIGHT),
+                weight: 0.05,
+                summary: format!("client {agent:?} never seen for this connector"),
+                observed: agent.clone(),
+                baseline: format!("usual: {}", known.join(", ")),
+            });
+        }
     }
 
     if session.activity == Activity::MailboxAccess {
@@ -260,24 +335,26 @@ pub fn evaluate(
                 baseline: format!("{} mailboxes read by this connector", b.read.len()),
             });
         }
-        // Credential: a key never seen.
+        // Credential: a key never seen (weak when it comes from a network the connector
+        // uses: that is how a planned rotation looks).
         for key in &session.keys {
-            if b.keys.is_empty() {
-                break;
+            if b.keys.is_empty() || b.keys.get(key).is_some() {
+                continue;
             }
-            let r = b.keys.rarity(key, now, hl);
-            if r.first_seen {
-                let known: Vec<String> =
-                    b.keys.top(3, now, hl).into_iter().map(|(k, _)| k).collect();
-                signals.push(Signal {
-                    id: "credential.key.first_seen",
-                    p: r.p,
-                    weight: 0.10,
-                    summary: format!("credential key {key} never used by this connector before"),
-                    observed: key.clone(),
-                    baseline: format!("keys in use: {}", known.join(", ")),
-                });
+            let from_known_network = b.networks.get(&session.network).is_some();
+            let mut p = b.keys.novelty(now, hl, rates.key, POOL_WEIGHT);
+            if from_known_network {
+                p = p.max(0.01);
             }
+            let known: Vec<String> = b.keys.top(3, now, hl).into_iter().map(|(k, _)| k).collect();
+            signals.push(Signal {
+                id: "credential.key.first_seen",
+                p,
+                weight: 0.10,
+                summary: format!("credential key {key} never used by this connector before"),
+                observed: key.clone(),
+                baseline: format!("keys in use: {}", known.join(", ")),
+            });
         }
     }
 
@@ -321,7 +398,7 @@ pub fn evaluate(
         } else {
             signals.push(Signal {
                 id: "timing.parallel_stream",
-                p: 1e-4,
+                p: 1e-5,
                 weight: 0.12,
                 summary: format!(
                     "a second stream from {} runs beside the connector's usual network {}",

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 const MAX_SESSION_MAILBOXES: usize = 50_000;
 const MAX_SMALL_SET: usize = 16;
 /// Event ids kept as evidence per session.
-pub const MAX_EVIDENCE: usize = 20;
+pub const MAX_EVIDENCE: usize = 8;
 
 /// Identifies a session: tenant, connector, source.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -35,6 +35,8 @@ pub enum Activity {
 /// An open (or just closed) session with its running features.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Session {
+    /// Unique id (in order of opening).
+    pub id: u64,
     /// Key.
     pub key: SessionKey,
     /// Kind.
@@ -102,6 +104,7 @@ pub struct Session {
 impl Session {
     /// A new session.
     pub fn new(
+        id: u64,
         key: SessionKey,
         activity: Activity,
         ip: Option<IpAddr>,
@@ -109,6 +112,7 @@ impl Session {
         time: Secs,
     ) -> Self {
         Session {
+            id,
             key,
             activity,
             ip,
@@ -167,6 +171,54 @@ impl Session {
         if self.event_ids.len() < MAX_EVIDENCE {
             self.event_ids.push(id.to_owned());
         }
+    }
+
+    /// Takes in another session of the same key whose time range touched this one (an
+    /// out-of-order event bridged them).
+    pub fn merge(&mut self, other: Session) {
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
+        self.events += other.events;
+        self.items += other.items;
+        self.bytes += other.bytes;
+        for h in other.mailboxes {
+            if self.mailboxes.len() >= MAX_SESSION_MAILBOXES {
+                break;
+            }
+            self.mailboxes.insert(h);
+        }
+        for n in other.mailbox_names {
+            if self.mailbox_names.len() < 5 {
+                self.mailbox_names.insert(n);
+            }
+        }
+        self.new_targets += other.new_targets;
+        for a in &other.agents {
+            Session::add_small(&mut self.agents, a);
+        }
+        for k in &other.keys {
+            Session::add_small(&mut self.keys, k);
+        }
+        for t in &other.thumbprints {
+            Session::add_small(&mut self.thumbprints, t);
+        }
+        for t in &other.tls {
+            Session::add_small(&mut self.tls, t);
+        }
+        self.failed_signins += other.failed_signins;
+        self.binds += other.binds;
+        self.syncs += other.syncs;
+        self.weak_tls = self.weak_tls.take().or(other.weak_tls);
+        self.dmarc_fail += other.dmarc_fail;
+        self.concurrent_with = self.concurrent_with.take().or(other.concurrent_with);
+        for id in other.event_ids {
+            self.add_evidence(&id);
+        }
+        self.best_score = self.best_score.max(other.best_score);
+        self.quarantined |= other.quarantined;
+        self.late_events += other.late_events;
+        self.connector_name = self.connector_name.take().or(other.connector_name);
+        self.next_eval = self.events;
     }
 
     /// Should the session be scored now? At events 1, 2, 4, 8, … so a long session costs

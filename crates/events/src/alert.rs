@@ -36,6 +36,9 @@ pub struct Alert {
     pub reasons: Vec<Reason>,
     /// Events behind the alert.
     pub evidence: Evidence,
+    /// Each source the incident grew by, with when it first scored at alert level.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<AlertSource>,
     /// Lifecycle status (`new`, `acknowledged`, `closed`).
     pub status: String,
 }
@@ -137,6 +140,19 @@ pub struct Reason {
     /// The signal's own p-value.
     #[serde(default)]
     pub p_value: f64,
+}
+
+/// One source of an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertSource {
+    /// Address (or `none`).
+    pub ip: String,
+    /// First event of its sessions in the incident.
+    pub first_event: DateTime<Utc>,
+    /// Event time at which it first scored at alert level.
+    pub detected_at: DateTime<Utc>,
+    /// Its highest score.
+    pub score: u8,
 }
 
 /// Evidence.

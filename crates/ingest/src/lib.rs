@@ -16,6 +16,7 @@
 
 pub mod decoder;
 pub mod entra_logs;
+pub mod event_merge;
 pub mod exchange_onprem;
 pub mod field_values;
 pub mod json_decoder;
@@ -32,6 +33,7 @@ pub mod stream_decoder;
 pub use decoder::{
     DecodeStats, Decoder, InputFormat, RawRecord, RecordError, RecordOutcome, Reject, RejectClass,
 };
+pub use event_merge::MergedEvents;
 pub use exchange_onprem::{EwsLogDecoder, IisW3cDecoder};
 pub use json_decoder::JsonDecoder;
 pub use mime_transport::MimeDecoder;

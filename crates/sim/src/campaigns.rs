@@ -157,14 +157,15 @@ pub struct ConfounderPlan {
     pub day: u32,
 }
 
-/// Places campaigns and confounders. Attacks start after `learning_days`; with fewer days
-/// after learning than campaigns, several share a day. A run too short for any attack
-/// has none.
+/// Places campaigns (every scenario `rounds` times, each round on other tenants and days)
+/// and confounders. Attacks start after `learning_days`; with fewer days after learning than
+/// campaigns, several share a day. A run too short for any attack has none.
 pub fn schedule(
     seeded: &Seeded,
     tenants: usize,
     days: u32,
     learning_days: u32,
+    rounds: usize,
 ) -> (Vec<CampaignPlan>, Vec<ConfounderPlan>) {
     if days <= learning_days || tenants == 0 {
         return (Vec::new(), Vec::new());
@@ -172,30 +173,36 @@ pub fn schedule(
     let window = days - learning_days;
     let mut rng = seeded.rng(&["schedule"]);
     let offset = rng.random_range(0..window);
-    let campaigns = Scenario::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, &scenario)| {
+    let mut campaigns = Vec::new();
+    for round in 0..rounds.max(1) {
+        for (i, &scenario) in Scenario::ALL.iter().enumerate() {
             let span = scenario.span_days().min(window);
             let latest = window - span;
-            let day = learning_days + (offset + i as u32 * 3) % (latest + 1);
+            let r = round as u32;
+            let day = learning_days + (offset + i as u32 * 3 + r * 5) % (latest + 1);
             let added_key = (scenario == Scenario::CredentialAddedThenUsed).then(|| {
-                let mut r = seeded.rng(&["added-key"]);
+                let round_tag = round.to_string();
+                let tags: Vec<&str> = if round == 0 {
+                    vec!["added-key"]
+                } else {
+                    vec!["added-key", &round_tag]
+                };
+                let mut rng = seeded.rng(&tags);
                 Credential {
-                    key_id: guid(&mut r),
-                    thumbprint: hex_upper(&mut r, 20),
+                    key_id: guid(&mut rng),
+                    thumbprint: hex_upper(&mut rng, 20),
                     display_name: "CN=archive-sync-backup".into(),
                 }
             });
-            CampaignPlan {
-                index: i as u16,
+            campaigns.push(CampaignPlan {
+                index: (round * Scenario::ALL.len() + i) as u16,
                 scenario,
-                tenant: i % tenants,
+                tenant: (i + round * 3) % tenants,
                 day,
                 added_key,
-            }
-        })
-        .collect();
+            });
+        }
+    }
     let at = |k: u32| learning_days + (offset + 1 + k * 2) % window;
     let confounders = vec![
         ConfounderPlan {
@@ -361,7 +368,9 @@ pub fn run_campaign(day: &mut TenantDay<'_>, plan: &CampaignPlan) {
             let c = connector_of(day, Shape::Backup);
             let ip = day.plan.get(Net::Aws).ip(4, day.rng.random_range(20..200));
             let mut w = Worker::new(ip);
-            let mut t = day.at_random(1.25, 0.2);
+            // Inside the vendor's own sweep, a minute or two after it starts.
+            let sweep = day.backup_sweep_start.unwrap_or_else(|| day.at(1.1));
+            let mut t = sweep + Duration::seconds(day.rng.random_range(30..150));
             let key = day.credential_at(&c, t).clone();
             let targets = (n_mailboxes * 4 / 10).max(3);
             for k in 0..targets {

@@ -65,6 +65,8 @@ pub struct SimConfig {
     pub mail_rate: f64,
     /// Share of inbound messages written to mbox.
     pub mail_sample: f64,
+    /// How many times each attack scenario is played (on different tenants and days).
+    pub campaign_rounds: usize,
     /// The command line, recorded in labels.
     pub command: String,
 }
@@ -82,6 +84,7 @@ impl Default for SimConfig {
             poll_minutes: 15,
             mail_rate: 1.0,
             mail_sample: 0.03,
+            campaign_rounds: 1,
             command: String::new(),
         }
     }
@@ -313,7 +316,13 @@ pub fn simulate(config: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
     let tenants = build_tenants(&seeded, n, config.scale, &vendors);
     let countries: Vec<&'static str> = tenants.iter().map(|t| t.country).collect();
     let plan = AddressPlan::new(&countries);
-    let (campaigns, confounders) = schedule(&seeded, n, config.days, config.learning_days);
+    let (campaigns, confounders) = schedule(
+        &seeded,
+        n,
+        config.days,
+        config.learning_days,
+        config.campaign_rounds,
+    );
     let day_start = |d: u32| {
         Utc.from_utc_datetime(
             &(config.start + Duration::days(d as i64))

@@ -80,6 +80,8 @@ pub struct TenantDay<'a> {
     pub rng: ChaCha8Rng,
     /// Hours (local, half-open) in which the backup connector is down (backfill confounder).
     pub backup_outage: Option<(f64, f64)>,
+    /// When today's backup sweep started.
+    pub backup_sweep_start: Option<DateTime<Utc>>,
 }
 
 impl<'a> TenantDay<'a> {
@@ -111,6 +113,7 @@ impl<'a> TenantDay<'a> {
             campaign: None,
             rng,
             backup_outage: None,
+            backup_sweep_start: None,
         }
     }
 
@@ -379,6 +382,7 @@ impl<'a> TenantDay<'a> {
         // Nightly sweep from about 01:00 local, mailboxes spread over the workers.
         let start_hour = 1.0 + self.rng.random::<f64>() * 0.3;
         let sweep_start = self.at(start_hour);
+        self.backup_sweep_start = Some(sweep_start);
         let ips = self.backup_workers(connector, sweep_start);
         let mut workers: Vec<Worker> = (0..3)
             .map(|w| Worker::new(ips[(self.day as usize + w * 2) % ips.len()]))
