@@ -380,6 +380,10 @@ impl Detector {
         if late {
             s.late_events += 1;
         }
+        s.connector_name = self
+            .config
+            .known(&key.connector)
+            .and_then(|k| k.name.clone());
         self.stats.sessions_opened += 1;
         let ck = (key.tenant.clone(), key.connector.clone());
         let state = self.connectors.entry(ck.clone()).or_default();
@@ -766,8 +770,7 @@ impl Detector {
         let session = self.sessions.get(&id)?;
         let ck = (session.key.tenant.clone(), session.key.connector.clone());
         let state = self.connectors.get(&ck)?;
-        let mut config = self.config.clone();
-        config.utc_offset_secs = self.tenant_offset(&ck.0, session.first);
+        let offset = self.tenant_offset(&ck.0, session.first);
         let hl = self.config.half_life_secs();
         let rate = |level: &str| self.pools.get(level).map_or(0.5, |p| p.rate(now, hl));
         let rates = PoolRates {
@@ -780,7 +783,7 @@ impl Detector {
         };
         // The decision is as of the latest event it rests on.
         let now = now.max(session.last);
-        let eval = evaluate(session, state, &config, &rates, now);
+        let eval = evaluate(session, state, &self.config, &rates, offset, now);
         self.stats.evaluations += 1;
         let threshold = self.config.alert_score();
         let session = self.sessions.get_mut(&id)?;

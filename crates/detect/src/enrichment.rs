@@ -111,11 +111,28 @@ impl Enrichment {
             source,
         })?;
         if bytes.windows(14).any(|w| w == b"\xab\xcd\xefMaxMind.com") {
-            let reader =
-                maxminddb::Reader::from_source(bytes).map_err(|e| EnrichmentError::Format {
-                    path: name,
-                    why: format!("not a readable MaxMind database: {e}"),
-                })?;
+            // The reader trusts the file's structure and can panic on a corrupt one: open it
+            // and probe a lookup behind a panic guard, so a bad file is an error, not a crash.
+            let opened = std::panic::catch_unwind(|| {
+                let reader = maxminddb::Reader::from_source(bytes)?;
+                let _ = reader.lookup::<MmdbAsn>(IpAddr::V4(Ipv4Addr::new(1, 1, 1, 1)));
+                Ok::<_, maxminddb::MaxMindDBError>(reader)
+            });
+            let reader = match opened {
+                Ok(Ok(reader)) => reader,
+                Ok(Err(e)) => {
+                    return Err(EnrichmentError::Format {
+                        path: name,
+                        why: format!("not a readable MaxMind database: {e}"),
+                    })
+                }
+                Err(_) => {
+                    return Err(EnrichmentError::Format {
+                        path: name,
+                        why: "not a readable MaxMind database: corrupt structure".into(),
+                    })
+                }
+            };
             self.mmdb.push(reader);
             return Ok(());
         }
@@ -213,16 +230,30 @@ impl Enrichment {
             }
         }
         for db in &self.mmdb {
+            // Guarded like loading: a database corrupt past its probed parts yields nothing
+            // for the address instead of a crash.
+            let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let asn = db.lookup::<MmdbAsn>(ip).ok().map(|a| {
+                    (
+                        a.autonomous_system_number,
+                        a.autonomous_system_organization.map(str::to_owned),
+                    )
+                });
+                let country = db
+                    .lookup::<MmdbCountry>(ip)
+                    .ok()
+                    .and_then(|c| c.country.and_then(|c| c.iso_code).map(str::to_owned));
+                (asn, country)
+            }));
+            let Ok((asn, country)) = found else { continue };
             if place.asn.is_none() {
-                if let Ok(a) = db.lookup::<MmdbAsn>(ip) {
-                    place.asn = a.autonomous_system_number;
-                    place.org = a.autonomous_system_organization.map(str::to_owned);
+                if let Some((number, org)) = asn {
+                    place.asn = number;
+                    place.org = org;
                 }
             }
             if place.country.is_none() {
-                if let Ok(c) = db.lookup::<MmdbCountry>(ip) {
-                    place.country = c.country.and_then(|c| c.iso_code).map(str::to_owned);
-                }
+                place.country = country;
             }
         }
         place

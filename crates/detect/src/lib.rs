@@ -64,6 +64,38 @@ pub struct DetectConfig {
     pub probation_score: u8,
     /// Probation period, hours.
     pub probation_hours: u32,
+    /// Optional declarations of known connectors; with none, everything is learned.
+    pub connectors: Vec<KnownConnector>,
+}
+
+/// What an operator declares about a connector. Every field is optional; what is declared
+/// sharpens the detector (sources outside the vendor's ranges and unexpected keys become
+/// hard facts, even while the connector is still learning).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct KnownConnector {
+    /// Display name for alerts.
+    pub name: Option<String>,
+    /// App ids (or on-prem service accounts) that are this connector.
+    pub app_ids: Vec<String>,
+    /// Networks the vendor runs its workers in (CIDR).
+    pub vendor_cidrs: Vec<ipnet::IpNet>,
+    /// ASNs the vendor runs its workers in.
+    pub vendor_asns: Vec<u32>,
+    /// Credential key ids the connector is expected to use.
+    pub expected_key_ids: Vec<String>,
+}
+
+impl KnownConnector {
+    /// Is the source inside the declared vendor ranges? `None` when no range is declared.
+    pub fn declares_source(&self, ip: Option<std::net::IpAddr>, asn: Option<u32>) -> Option<bool> {
+        if self.vendor_cidrs.is_empty() && self.vendor_asns.is_empty() {
+            return None;
+        }
+        let in_cidr = ip.is_some_and(|ip| self.vendor_cidrs.iter().any(|n| n.contains(&ip)));
+        let in_asn = asn.is_some_and(|a| self.vendor_asns.contains(&a));
+        Some(in_cidr || in_asn)
+    }
 }
 
 impl Default for DetectConfig {
@@ -84,6 +116,7 @@ impl Default for DetectConfig {
             reason_p: 0.01,
             probation_score: 25,
             probation_hours: 72,
+            connectors: Vec::new(),
         }
     }
 }
@@ -117,6 +150,13 @@ impl DetectConfig {
     pub fn rotation_grace_secs(&self) -> i64 {
         self.rotation_grace_hours as i64 * 3600
     }
+    /// The declaration for a connector key, if any.
+    pub fn known(&self, connector: &str) -> Option<&KnownConnector> {
+        self.connectors
+            .iter()
+            .find(|c| c.app_ids.iter().any(|a| a.eq_ignore_ascii_case(connector)))
+    }
+
     /// The lowest score that raises an alert.
     pub fn alert_score(&self) -> u8 {
         match self.min_severity {

@@ -130,6 +130,7 @@ pub fn evaluate(
     state: &ConnectorState,
     config: &DetectConfig,
     rates: &PoolRates,
+    utc_offset_secs: i64,
     now: Secs,
 ) -> Evaluation {
     let hl = config.half_life_secs();
@@ -217,7 +218,22 @@ pub fn evaluate(
             .map(|c| format!(", {c}"))
             .unwrap_or_default()
     );
-    if let Some((level, id, value, counts, rate)) = novel.first() {
+    let known = config.known(&session.key.connector);
+    let declared = known.and_then(|k| k.declares_source(session.ip, session.asn));
+    if declared == Some(false) && session.activity == Activity::MailboxAccess {
+        rules.push(RuleHit {
+            id: "source.outside_vendor_ranges",
+            score: 55,
+            summary: format!(
+                "source {place} is outside the vendor ranges declared for this connector"
+            ),
+            observed: place.clone(),
+            baseline: "declared in the configuration".into(),
+        });
+    }
+    if declared == Some(true) {
+        // Inside the declared ranges: a new address or network there is the vendor's own.
+    } else if let Some((level, id, value, counts, rate)) = novel.first() {
         let mut p = counts.novelty(now, hl, *rate, POOL_WEIGHT);
         if matches!(*level, "network" | "address") && session.asn.is_some() {
             // Vendors add addresses inside networks they already use: weak on its own.
@@ -360,7 +376,7 @@ pub fn evaluate(
 
     // Timing.
     if b.sessions >= 20 {
-        let h = hour_of_week(session.first, config.utc_offset_secs);
+        let h = hour_of_week(session.first, utc_offset_secs);
         let (p, density) = b.week.rarity(h);
         signals.push(Signal {
             id: "timing.hour_of_week",
@@ -376,8 +392,13 @@ pub fn evaluate(
         });
     }
 
-    // Concurrency: a parallel stream beside the usual one.
-    if let Some(other) = &session.concurrent_with {
+    // Concurrency: a parallel stream beside the usual one (not when the operator declared
+    // the source as the vendor's).
+    if let Some(other) = session
+        .concurrent_with
+        .as_ref()
+        .filter(|_| declared != Some(true))
+    {
         let new_asn = session
             .asn
             .map(|a| b.asns.get(&format!("AS{a}")).is_none())
@@ -411,6 +432,25 @@ pub fn evaluate(
     }
 
     // Credential rules.
+    if let Some(k) = known.filter(|k| !k.expected_key_ids.is_empty()) {
+        for key in &session.keys {
+            if !k
+                .expected_key_ids
+                .iter()
+                .any(|e| e.eq_ignore_ascii_case(key))
+            {
+                rules.push(RuleHit {
+                    id: "credential.unexpected_key",
+                    score: 60,
+                    summary: format!(
+                        "credential key {key} is not one of the keys declared for this connector"
+                    ),
+                    observed: key.clone(),
+                    baseline: format!("declared: {}", k.expected_key_ids.join(", ")),
+                });
+            }
+        }
+    }
     for key in &session.keys {
         let Some(k) = state.keys.get(key) else {
             continue;

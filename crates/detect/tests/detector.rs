@@ -300,3 +300,110 @@ fn a_snapshot_restores_to_the_same_state() {
         "snapshot does not round-trip (see /tmp/s1.json, /tmp/s2.json)"
     );
 }
+
+#[test]
+fn maxmind_databases_give_asn_and_country() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/mmdb");
+    let mut e = Enrichment::none();
+    e.load(&root.join("test-asn.mmdb")).unwrap();
+    e.load(&root.join("test-country.mmdb")).unwrap();
+    let p = e.lookup("198.51.100.7".parse().unwrap());
+    assert_eq!(p.asn, Some(64501));
+    assert_eq!(p.org.as_deref(), Some("EXAMPLE-HOSTING"));
+    assert_eq!(p.country.as_deref(), Some("NL"));
+    assert_eq!(e.lookup("2001:db8:1::9".parse().unwrap()).asn, Some(64502));
+    assert_eq!(e.lookup("192.0.2.1".parse().unwrap()).asn, None);
+    // A file that claims to be a database but is not is refused with its name.
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), b"\xab\xcd\xefMaxMind.com garbage").unwrap();
+    let err = Enrichment::none().load(bad.path()).unwrap_err().to_string();
+    assert!(err.contains("not a readable MaxMind database"), "{err}");
+}
+
+fn signin(app: &str, ip: &str, key: &str, t: DateTime<Utc>) -> Event {
+    Event {
+        id: format!("signin-{ip}-{}", t.timestamp()),
+        time: t,
+        tenant_id: Some("t".into()),
+        origin: Origin {
+            format: SourceFormat::EntraDiagnostic,
+            file: Arc::from("test"),
+            line: 1,
+            offset: 0,
+            record_id: None,
+        },
+        kind: EventKind::SignIn(mailsentry_events::SignIn {
+            category: mailsentry_events::SignInCategory::ServicePrincipal,
+            actor: ConnectorIdentity {
+                app_id: Some(app.into()),
+                ..Default::default()
+            },
+            user_principal_name: None,
+            client: Some(ClientAddress {
+                ip: ip.parse().unwrap(),
+                port: None,
+            }),
+            country: None,
+            credential_type: None,
+            credential_key_id: Some(key.into()),
+            credential_thumbprint: None,
+            resource_id: None,
+            resource_name: None,
+            token_id: Some(format!("tok-{ip}-{}", t.timestamp())),
+            correlation_id: None,
+            user_agent: None,
+            error_code: 0,
+            success: true,
+        }),
+    }
+}
+
+#[test]
+fn declared_vendor_ranges_and_keys_sharpen_detection_from_the_first_day() {
+    let config: DetectConfig = serde_json::from_value(serde_json::json!({
+        "connectors": [{
+            "name": "Backup",
+            "app_ids": ["app"],
+            "vendor_cidrs": ["198.51.100.0/24"],
+            "expected_key_ids": ["key-1"]
+        }]
+    }))
+    .unwrap();
+    let mut d = Detector::new(config, Arc::new(Enrichment::none()));
+    let t0 = Utc.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap();
+    // Inside the declared range, expected key: quiet, even on day one.
+    d.process(&signin("app", "198.51.100.7", "key-1", t0));
+    d.process(&access(
+        "t",
+        "app",
+        "198.51.100.7",
+        t0 + Duration::seconds(5),
+        "a@x",
+        "r1",
+    ));
+    assert!(d.alerts(epoch()).is_empty());
+    // Outside the range, unexpected key: two hard facts.
+    d.process(&signin(
+        "app",
+        "203.0.113.9",
+        "key-2",
+        t0 + Duration::hours(1),
+    ));
+    let alerts = d.alerts(epoch());
+    assert_eq!(alerts.len(), 1);
+    let signals: Vec<&str> = alerts[0]
+        .reasons
+        .iter()
+        .map(|r| r.signal.as_str())
+        .collect();
+    assert!(
+        signals.contains(&"source.outside_vendor_ranges"),
+        "{signals:?}"
+    );
+    assert!(
+        signals.contains(&"credential.unexpected_key"),
+        "{signals:?}"
+    );
+    assert_eq!(alerts[0].connector.name.as_deref(), Some("Backup"));
+    assert_eq!(alerts[0].severity, Severity::High);
+}
