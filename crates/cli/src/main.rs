@@ -34,6 +34,49 @@ enum Command {
     /// file, mixed formats allowed), merge in event-time order, detect, and write alerts as
     /// native JSON lines (stdout unless --alerts-out); a summary goes to stderr.
     Replay(ReplayArgs),
+    /// Run the service: event ingest, detector, alert store, API, feed and web UI.
+    Serve(ServeArgs),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration; its `[detect]` table overrides the detector's defaults.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Replay the committed demo set (datasets/demo) through the live pipeline at start.
+    #[arg(long)]
+    demo: bool,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// State directory (SQLite store).
+    #[arg(long, default_value = "mailsentry-data")]
+    data: PathBuf,
+    /// IP-to-ASN / IP-to-country database (.mmdb or ip-location-db CSV); repeatable.
+    #[arg(long)]
+    asn_db: Vec<PathBuf>,
+    /// Largest accepted request body, bytes.
+    #[arg(long, default_value_t = mailsentry_server::DEFAULT_MAX_BODY)]
+    max_body: usize,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it once (only its hash is stored).
+    Create {
+        /// Scopes, comma-separated: ingest, read, triage, admin.
+        #[arg(long, required = true, value_delimiter = ',')]
+        scope: Vec<String>,
+        /// A name to recognise it by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// State directory (SQLite store).
+        #[arg(long, default_value = "mailsentry-data")]
+        data: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -131,6 +174,10 @@ fn main() -> ExitCode {
         Command::Decode(args) => decode(args),
         Command::Simulate(args) => simulate(args),
         Command::Replay(args) => replay(args),
+        Command::Serve(args) => serve(args),
+        Command::Token(TokenCommand::Create { scope, name, data }) => {
+            token_create(&scope, &name, &data)
+        }
     };
     match result {
         Ok(code) => code,
@@ -428,4 +475,140 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn open_store(data: &std::path::Path) -> Result<mailsentry_store::Store> {
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    mailsentry_store::Store::open(&data.join("alerts.db"))
+        .with_context(|| format!("opening the store in {}", data.display()))
+}
+
+fn token_create(scopes: &[String], name: &str, data: &std::path::Path) -> Result<ExitCode> {
+    let mut parsed = Vec::new();
+    for s in scopes {
+        parsed.push(
+            mailsentry_store::Scope::parse(s).with_context(|| {
+                format!("unknown scope {s:?}; one of ingest, read, triage, admin")
+            })?,
+        );
+    }
+    let store = open_store(data)?;
+    let token = store.create_token(name, &parsed)?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The demo set: `datasets/demo` under the current directory, else the one in the source tree
+/// this binary was built from.
+fn demo_dir() -> Option<PathBuf> {
+    let here = PathBuf::from("datasets/demo");
+    if here.join("labels.json").exists() {
+        return Some(here);
+    }
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../datasets/demo");
+    built.join("labels.json").exists().then_some(built)
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    use mailsentry_detect::Enrichment;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(io::stderr)
+        .init();
+    let config = load_config(args.config.as_ref())?;
+    let mut enrichment = Enrichment::none();
+    for db in &args.asn_db {
+        enrichment.load(db).context("loading --asn-db")?;
+    }
+    let demo = if args.demo {
+        let dir =
+            demo_dir().context("--demo: datasets/demo not found (run from the repository)")?;
+        for table in ["asn.csv", "country.csv"] {
+            enrichment
+                .load(&dir.join(table))
+                .context("loading the demo's tables")?;
+        }
+        Some(dir)
+    } else {
+        None
+    };
+    let store = Arc::new(open_store(&args.data)?);
+    let bootstrap_token = std::env::var("MAILSENTRY_BOOTSTRAP_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    if demo.is_some() && bootstrap_token.is_none() {
+        // A token for the person trying the demo, written to a private file (never logged).
+        let path = args.data.join("demo-admin-token");
+        if !path.exists() {
+            let token = store.create_token("demo", &[mailsentry_store::Scope::Admin])?;
+            write_private(&path, &token)?;
+        }
+        eprintln!(
+            "demo: an admin token for the UI and API is in {}",
+            path.display()
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let pipeline =
+            mailsentry_pipeline::Pipeline::start(config, Arc::new(enrichment), store.clone(), 64)?;
+        if let Some(dir) = demo {
+            let p = pipeline.clone();
+            tokio::spawn(async move {
+                let files: Vec<PathBuf> = collect_input_files(&[dir.join("logs")])
+                    .into_iter()
+                    .filter_map(|r| r.ok())
+                    .collect();
+                match p.replay_files(files).await {
+                    Ok((records, events, rejected)) => {
+                        let _ = p.flush().await;
+                        tracing::info!(records, events, rejected, "demo replayed");
+                    }
+                    Err(e) => tracing::error!(error = %e, "demo replay failed"),
+                }
+            });
+        }
+        let state = Arc::new(mailsentry_server::AppState {
+            store,
+            pipeline: pipeline.clone(),
+            bootstrap_token,
+        });
+        let app = mailsentry_server::router(state, args.max_body);
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        tracing::info!(address = %args.listen, "serving");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+                tracing::info!("shutting down");
+            })
+            .await
+            .context("serving")?;
+        pipeline.shutdown().await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a secret readable only by the owner.
+fn write_private(path: &std::path::Path, secret: &str) -> Result<()> {
+    use std::io::Write as _;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(f, "{secret}").with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }

@@ -194,6 +194,7 @@ impl Incident {
                 })
                 .collect(),
             status: "new".into(),
+            label: None,
         }
     }
 }

@@ -41,6 +41,9 @@ pub struct Alert {
     pub sources: Vec<AlertSource>,
     /// Lifecycle status (`new`, `acknowledged`, `closed`).
     pub status: String,
+    /// Analyst label once triaged: `true_positive`, `benign_true_positive`, `false_positive`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// Which connector an alert is about.

@@ -1,0 +1,217 @@
+//! The live pipeline: events go through a bounded channel (senders wait when the detector is
+//! behind: backpressure) to one detector thread, off the async workers; after each batch the
+//! alerts that are new or changed are committed to the store; the detector's state is
+//! checkpointed to the store periodically and at shutdown, and restored at start.
+
+use mailsentry_detect::{DetectConfig, Detector, Enrichment};
+use mailsentry_events::Event;
+use mailsentry_ingest::{DecodeOptions, Decoded, MergedEvents};
+use mailsentry_store::Store;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Name of the detector's checkpoint in the store.
+pub const CHECKPOINT: &str = "detector";
+
+/// Counters the server exports as metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Events accepted into the pipeline.
+    pub events_in: AtomicU64,
+    /// Events the detector has processed.
+    pub events_processed: AtomicU64,
+    /// Rejected records, by class name (`class=count`), updated by the sources.
+    pub rejects: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Sessions open in the detector after the last batch.
+    pub sessions_open: AtomicU64,
+    /// Alerts committed (new or changed).
+    pub alerts_committed: AtomicU64,
+    /// Checkpoints saved.
+    pub checkpoints: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a reject of `class`.
+    pub fn reject(&self, class: &str) {
+        let mut m = self.rejects.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(class.to_owned()).or_default() += 1;
+    }
+}
+
+enum Msg {
+    Events(Vec<Event>),
+    Flush(oneshot::Sender<()>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Pipeline errors.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The detector thread has stopped.
+    #[error("the detector has stopped")]
+    Stopped,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] mailsentry_store::StoreError),
+    /// A checkpoint could not be read.
+    #[error("detector checkpoint unreadable: {0}")]
+    Checkpoint(String),
+}
+
+/// A handle to the running pipeline (cheap to clone).
+#[derive(Clone)]
+pub struct Pipeline {
+    tx: mpsc::Sender<Msg>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Batches between checkpoints.
+const CHECKPOINT_EVERY: u64 = 200;
+
+impl Pipeline {
+    /// Starts the detector thread with a channel of `capacity` batches. The detector's state is
+    /// restored from the store's checkpoint when there is one.
+    pub fn start(
+        config: DetectConfig,
+        enrichment: Arc<Enrichment>,
+        store: Arc<Store>,
+        capacity: usize,
+    ) -> Result<Pipeline, PipelineError> {
+        let mut detector = match store.load_checkpoint(CHECKPOINT)? {
+            Some(bytes) => {
+                let mut d = Detector::restore(&bytes, enrichment)
+                    .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
+                d.set_config(config);
+                d
+            }
+            None => Detector::new(config, enrichment),
+        };
+        let metrics = Arc::new(Metrics::default());
+        let (tx, mut rx) = mpsc::channel::<Msg>(capacity.max(1));
+        let m = metrics.clone();
+        std::thread::Builder::new()
+            .name("mailsentry-detector".into())
+            .spawn(move || {
+                let mut batches = 0u64;
+                let commit = |detector: &Detector| {
+                    let alerts = detector.alerts(chrono::Utc::now());
+                    match store.upsert_alerts(&alerts) {
+                        Ok(n) => {
+                            m.alerts_committed.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                        Err(e) => tracing::error!(error = %e, "committing alerts failed"),
+                    }
+                    m.sessions_open
+                        .store(detector.open_sessions() as u64, Ordering::Relaxed);
+                };
+                let checkpoint = |detector: &Detector| match store
+                    .save_checkpoint(CHECKPOINT, &detector.snapshot())
+                {
+                    Ok(()) => {
+                        m.checkpoints.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::error!(error = %e, "checkpoint failed"),
+                };
+                while let Some(msg) = rx.blocking_recv() {
+                    match msg {
+                        Msg::Events(events) => {
+                            for e in &events {
+                                detector.process(e);
+                            }
+                            m.events_processed
+                                .fetch_add(events.len() as u64, Ordering::Relaxed);
+                            commit(&detector);
+                            batches += 1;
+                            if batches.is_multiple_of(CHECKPOINT_EVERY) {
+                                checkpoint(&detector);
+                            }
+                        }
+                        Msg::Flush(done) => {
+                            commit(&detector);
+                            let _ = done.send(());
+                        }
+                        Msg::Shutdown(done) => {
+                            commit(&detector);
+                            checkpoint(&detector);
+                            let _ = done.send(());
+                            return;
+                        }
+                    }
+                }
+                commit(&detector);
+                checkpoint(&detector);
+            })
+            .expect("spawn detector thread");
+        Ok(Pipeline { tx, metrics })
+    }
+
+    /// Sends a batch; waits while the channel is full (backpressure).
+    pub async fn send(&self, events: Vec<Event>) -> Result<(), PipelineError> {
+        let n = events.len() as u64;
+        self.tx
+            .send(Msg::Events(events))
+            .await
+            .map_err(|_| PipelineError::Stopped)?;
+        self.metrics.events_in.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Waits until everything sent so far is processed and its alerts committed.
+    pub async fn flush(&self) -> Result<(), PipelineError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Msg::Flush(done))
+            .await
+            .map_err(|_| PipelineError::Stopped)?;
+        wait.await.map_err(|_| PipelineError::Stopped)
+    }
+
+    /// Processes what is queued, commits, checkpoints and stops the detector thread.
+    pub async fn shutdown(&self) -> Result<(), PipelineError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Msg::Shutdown(done))
+            .await
+            .map_err(|_| PipelineError::Stopped)?;
+        wait.await.map_err(|_| PipelineError::Stopped)
+    }
+
+    /// Replays files (any formats, event-time merged) into the pipeline in batches, decoding
+    /// on a blocking thread. Returns (records, events, rejected).
+    pub async fn replay_files(
+        &self,
+        files: Vec<PathBuf>,
+    ) -> Result<(u64, u64, u64), PipelineError> {
+        let (tx, mut rx) = mpsc::channel::<Vec<Event>>(8);
+        let metrics = self.metrics.clone();
+        let decoder = tokio::task::spawn_blocking(move || {
+            let mut merged = MergedEvents::new(files, DecodeOptions::default());
+            let mut batch = Vec::with_capacity(1024);
+            for item in merged.by_ref() {
+                match item {
+                    Decoded::Event(e) => {
+                        batch.push(e);
+                        if batch.len() == 1024
+                            && tx.blocking_send(std::mem::take(&mut batch)).is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Decoded::Reject(r) => metrics.reject(r.error.class.name()),
+                }
+            }
+            if !batch.is_empty() {
+                let _ = tx.blocking_send(batch);
+            }
+            let s = merged.stats();
+            (s.records, s.events, s.rejected_total())
+        });
+        while let Some(batch) = rx.recv().await {
+            self.send(batch).await?;
+        }
+        decoder.await.map_err(|_| PipelineError::Stopped)
+    }
+}

@@ -1,0 +1,298 @@
+//! The HTTP face of mailsentry (axum): event ingest, the alert feed and triage for SIEMs and
+//! analysts, metrics, health, the OpenAPI description and the web UI.
+//!
+//! Every route but `/healthz` and the static UI page needs a bearer token with the right scope
+//! (`ingest`, `read`, `triage`, `admin`). Tokens are checked against the store's SHA-256
+//! hashes, or against `MAILSENTRY_BOOTSTRAP_TOKEN` (admin) in constant time; no token is ever
+//! logged.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use mailsentry_ingest::{decode_bytes, DecodeOptions, Decoded};
+use mailsentry_pipeline::Pipeline;
+use mailsentry_store::{allows, token_matches, Scope, Store, Triage};
+use serde::Deserialize;
+use serde_json::json;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Largest accepted request body (events), bytes.
+pub const DEFAULT_MAX_BODY: usize = 32 << 20;
+
+/// What the handlers share.
+pub struct AppState {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The pipeline.
+    pub pipeline: Pipeline,
+    /// `MAILSENTRY_BOOTSTRAP_TOKEN`, accepted as an admin token.
+    pub bootstrap_token: Option<String>,
+}
+
+fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
+    let mut r = (
+        status,
+        Json(json!({ "error": status.canonical_reason(), "detail": detail.into() })),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    r
+}
+
+/// Checks the bearer token for `needed`; the actor name for audit trails on success.
+fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    needed: Scope,
+) -> Result<String, Box<Response>> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            Box::new(problem(
+                StatusCode::UNAUTHORIZED,
+                "a bearer token is required",
+            ))
+        })?;
+    if let Some(boot) = &state.bootstrap_token {
+        if token_matches(presented, boot) {
+            return Ok("bootstrap-admin".into());
+        }
+    }
+    let scopes = state
+        .store
+        .token_scopes(presented)
+        .map_err(|e| Box::new(problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())))?
+        .ok_or_else(|| Box::new(problem(StatusCode::UNAUTHORIZED, "unknown token")))?;
+    if !allows(&scopes, needed) {
+        return Err(Box::new(problem(
+            StatusCode::FORBIDDEN,
+            format!("this token lacks the {} scope", needed.name()),
+        )));
+    }
+    let names: Vec<&str> = scopes.iter().map(|s| s.name()).collect();
+    Ok(format!("token({})", names.join(",")))
+}
+
+/// The router.
+pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
+    Router::new()
+        .route("/", get(ui))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/api/v1/events", post(ingest))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/alerts/{id}", get(alert))
+        .route("/api/v1/alerts/{id}/triage", post(triage))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn ui() -> Html<&'static str> {
+    Html(include_str!("../assets/index.html"))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn ingest(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = authorize(&state, &headers, Scope::Ingest) {
+        return *r;
+    }
+    let decoded = tokio::task::spawn_blocking(move || {
+        decode_bytes("request", &body, DecodeOptions::default())
+    })
+    .await;
+    let Ok((items, stats)) = decoded else {
+        return problem(StatusCode::INTERNAL_SERVER_ERROR, "decoding failed");
+    };
+    let mut events = Vec::new();
+    let mut rejects = Vec::new();
+    for item in items {
+        match item {
+            Decoded::Event(e) => events.push(e),
+            Decoded::Reject(r) => {
+                state.pipeline.metrics.reject(r.error.class.name());
+                if rejects.len() < 20 {
+                    rejects.push(format!(
+                        "{}: {}: {}",
+                        r.line,
+                        r.error.class.name(),
+                        r.error.detail
+                    ));
+                }
+            }
+        }
+    }
+    let accepted = events.len();
+    if state.pipeline.send(events).await.is_err() {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "the detector has stopped");
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "records": stats.records,
+            "events": accepted,
+            "rejected": stats.rejected_total(),
+            "skipped": stats.skipped_total(),
+            "rejects": rejects,
+        })),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct FeedQuery {
+    cursor: Option<u64>,
+    limit: Option<usize>,
+    format: Option<String>,
+}
+
+async fn alerts(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<FeedQuery>,
+) -> Response {
+    if let Err(r) = authorize(&state, &headers, Scope::Read) {
+        return *r;
+    }
+    let format = q.format.as_deref().unwrap_or("native");
+    if format != "native" {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            format!("format {format:?} is not served yet; this build serves native"),
+        );
+    }
+    let cursor = q.cursor.unwrap_or(0);
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let page = match state.store.feed(cursor, limit) {
+        Ok(p) => p,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let items: Vec<serde_json::Value> = page
+        .items
+        .iter()
+        .map(|i| {
+            let mut v = serde_json::to_value(&i.alert).expect("alert serializes");
+            v["feed_sequence"] = json!(i.seq);
+            v
+        })
+        .collect();
+    let mut resp = Json(json!({
+        "items": items,
+        "next_cursor": page.next_cursor.to_string(),
+        "has_more": page.has_more,
+    }))
+    .into_response();
+    let link = format!(
+        "</api/v1/alerts?cursor={}&limit={limit}&format={format}>; rel=\"next\"",
+        page.next_cursor
+    );
+    if let Ok(v) = HeaderValue::from_str(&link) {
+        resp.headers_mut().insert(header::LINK, v);
+    }
+    resp
+}
+
+async fn alert(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&state, &headers, Scope::Read) {
+        return *r;
+    }
+    match state.store.get(&id) {
+        Ok(Some(a)) => Json(a.alert).into_response(),
+        Ok(None) => problem(StatusCode::NOT_FOUND, format!("no alert {id}")),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn triage(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let actor = match authorize(&state, &headers, Scope::Triage) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let t: Triage = match serde_json::from_slice(&body) {
+        Ok(t) => t,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, format!("triage body: {e}")),
+    };
+    match state.store.triage(&id, &t, &actor) {
+        Ok(Some(a)) => Json(a.alert).into_response(),
+        Ok(None) => problem(StatusCode::NOT_FOUND, format!("no alert {id}")),
+        Err(mailsentry_store::StoreError::Invalid(why)) => problem(StatusCode::BAD_REQUEST, why),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&state, &headers, Scope::Read) {
+        return *r;
+    }
+    let m = &state.pipeline.metrics;
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP mailsentry_events_in_total Events accepted into the pipeline.\n# TYPE mailsentry_events_in_total counter");
+    let _ = writeln!(
+        out,
+        "mailsentry_events_in_total {}",
+        m.events_in.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(out, "# HELP mailsentry_events_processed_total Events the detector processed.\n# TYPE mailsentry_events_processed_total counter");
+    let _ = writeln!(
+        out,
+        "mailsentry_events_processed_total {}",
+        m.events_processed.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(out, "# HELP mailsentry_rejects_total Rejected records by class.\n# TYPE mailsentry_rejects_total counter");
+    for (class, n) in m.rejects.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let _ = writeln!(out, "mailsentry_rejects_total{{class=\"{class}\"}} {n}");
+    }
+    let _ = writeln!(out, "# HELP mailsentry_sessions_open Sessions open in the detector.\n# TYPE mailsentry_sessions_open gauge");
+    let _ = writeln!(
+        out,
+        "mailsentry_sessions_open {}",
+        m.sessions_open.load(Ordering::Relaxed)
+    );
+    if let Ok(c) = state.store.counts() {
+        let _ = writeln!(out, "# HELP mailsentry_alerts Alerts in the store by severity.\n# TYPE mailsentry_alerts gauge");
+        for (sev, n) in &c.by_severity {
+            let _ = writeln!(out, "mailsentry_alerts{{severity=\"{sev}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP mailsentry_feed_sequence Current alert feed sequence.\n# TYPE mailsentry_feed_sequence gauge");
+        let _ = writeln!(out, "mailsentry_feed_sequence {}", c.sequence);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+async fn openapi(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&state, &headers, Scope::Read) {
+        return *r;
+    }
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../assets/openapi.json"),
+    )
+        .into_response()
+}
