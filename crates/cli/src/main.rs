@@ -61,6 +61,15 @@ struct ServeArgs {
     /// Largest accepted request body, bytes.
     #[arg(long, default_value_t = mailsentry_server::DEFAULT_MAX_BODY)]
     max_body: usize,
+    /// Requests per second per client (token); bursts of four seconds' worth; over it, 429.
+    #[arg(long, default_value_t = 50.0)]
+    rate_limit: f64,
+    /// Serve HTTPS with this PEM certificate chain (TLS 1.3, TLS 1.2 ECDHE only).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -578,19 +587,36 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             store,
             pipeline: pipeline.clone(),
             bootstrap_token,
+            limiter: mailsentry_server::RateLimiter::new(args.rate_limit, args.rate_limit * 4.0),
         });
         let app = mailsentry_server::router(state, args.max_body);
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
-        tracing::info!(address = %args.listen, "serving");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-                tracing::info!("shutting down");
-            })
-            .await
-            .context("serving")?;
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        };
+        match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                let config = mailsentry_server::tls::server_config(cert, key).context("TLS")?;
+                let listener = mailsentry_server::tls::bind(args.listen, config)
+                    .await
+                    .with_context(|| format!("listening on {}", args.listen))?;
+                tracing::info!(address = %args.listen, "serving HTTPS");
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                    .context("serving")?;
+            }
+            _ => {
+                let listener = tokio::net::TcpListener::bind(args.listen)
+                    .await
+                    .with_context(|| format!("listening on {}", args.listen))?;
+                tracing::info!(address = %args.listen, "serving HTTP (use --tls-cert/--tls-key beyond loopback)");
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                    .context("serving")?;
+            }
+        }
         pipeline.shutdown().await?;
         Ok::<_, anyhow::Error>(())
     })?;

@@ -63,6 +63,8 @@ struct TokenInfo {
 const CONCURRENCY_WINDOW: Secs = 15 * 60;
 /// A token is joined for this long after its sign-in.
 const TOKEN_TTL: Secs = 2 * 3600;
+/// Cap on quarantined sessions kept for an analyst's label.
+const MAX_QUARANTINE: usize = 10_000;
 /// Cap on sessions waiting out their probation.
 const MAX_PROBATION: usize = 100_000;
 /// Mailboxes first seen in the tenant this recently are new mailboxes, not new targets.
@@ -91,6 +93,8 @@ pub struct Detector {
     max_time: Secs,
     pools: BTreeMap<String, NoveltyPool>,
     probation: VecDeque<(Secs, Session)>,
+    quarantine: VecDeque<Session>,
+    suppressed: BTreeSet<(String, String, String)>,
     incidents: Incidents,
     stats: DetectStats,
 }
@@ -155,6 +159,8 @@ impl Detector {
             max_time: i64::MIN,
             pools: BTreeMap::new(),
             probation: VecDeque::new(),
+            quarantine: VecDeque::new(),
+            suppressed: BTreeSet::new(),
             incidents: Incidents::default(),
             stats: DetectStats::default(),
         }
@@ -219,6 +225,48 @@ impl Detector {
 
     fn watermark(&self) -> Secs {
         self.max_time.saturating_sub(self.config.lateness_secs())
+    }
+
+    /// Applies an analyst's label to an alert. `false_positive` and `benign_true_positive`
+    /// release the incident's quarantined sessions into the baseline and suppress further alerts
+    /// from its sources for that connector; `true_positive` discards them. Returns false when no
+    /// incident has that id.
+    pub fn apply_label(&mut self, alert_id: &str, label: &str) -> bool {
+        let Some(incident) = self.incidents.all.iter().find(|i| i.id == alert_id) else {
+            return false;
+        };
+        let (tenant, connector) = (incident.tenant.clone(), incident.connector.clone());
+        let sources: Vec<String> = incident.sources.keys().cloned().collect();
+        let benign = matches!(label, "false_positive" | "benign_true_positive");
+        let belongs = |s: &Session| {
+            s.key.tenant == tenant
+                && s.key.connector == connector
+                && sources.contains(&s.key.source)
+        };
+        let (held, kept): (Vec<Session>, Vec<Session>) = std::mem::take(&mut self.quarantine)
+            .into_iter()
+            .partition(|s| belongs(s));
+        self.quarantine = kept.into();
+        if benign {
+            for source in &sources {
+                self.suppressed
+                    .insert((tenant.clone(), connector.clone(), source.clone()));
+            }
+            for mut s in held {
+                s.quarantined = false;
+                if let Some(state) = self
+                    .connectors
+                    .get_mut(&(tenant.clone(), connector.clone()))
+                {
+                    state.suspicious_networks.remove(&s.network);
+                }
+                self.learn(s);
+            }
+            for s in self.sessions.values_mut().filter(|s| belongs(s)) {
+                s.quarantined = false;
+            }
+        }
+        true
     }
 
     /// Feeds one event.
@@ -790,7 +838,12 @@ impl Detector {
         if eval.score > session.best_score {
             session.best_score = eval.score;
         }
-        if eval.score >= threshold {
+        let suppressed = self.suppressed.contains(&(
+            session.key.tenant.clone(),
+            session.key.connector.clone(),
+            session.key.source.clone(),
+        ));
+        if eval.score >= threshold && !suppressed {
             session.quarantined = true;
             let snapshot = session.clone();
             if let Some(state) = self.connectors.get_mut(&ck) {
@@ -824,6 +877,11 @@ impl Detector {
         if session.quarantined {
             state.quarantined += 1;
             self.stats.sessions_quarantined += 1;
+            // Kept (bounded) until an analyst's label releases or discards it.
+            self.quarantine.push_back(session);
+            while self.quarantine.len() > MAX_QUARANTINE {
+                self.quarantine.pop_front();
+            }
             return;
         }
         if session.best_score >= self.config.probation_score {

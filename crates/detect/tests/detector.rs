@@ -406,4 +406,29 @@ fn declared_vendor_ranges_and_keys_sharpen_detection_from_the_first_day() {
     );
     assert_eq!(alerts[0].connector.name.as_deref(), Some("Backup"));
     assert_eq!(alerts[0].severity, Severity::High);
+    // The analyst says false positive: the source is suppressed and learned, so the same use a
+    // day later raises nothing new.
+    assert!(d.apply_label(&alerts[0].id, "false_positive"));
+    assert!(!d.apply_label("no-such-alert", "false_positive"));
+    let before = serde_json::to_string(&d.alerts(epoch())).unwrap();
+    d.process(&signin(
+        "app",
+        "203.0.113.9",
+        "key-2",
+        t0 + Duration::days(1),
+    ));
+    d.process(&access(
+        "t",
+        "app",
+        "203.0.113.9",
+        t0 + Duration::days(1) + Duration::seconds(5),
+        "a@x",
+        "r2",
+    ));
+    d.finish();
+    assert_eq!(
+        serde_json::to_string(&d.alerts(epoch())).unwrap(),
+        before,
+        "a suppressed source alerted again"
+    );
 }

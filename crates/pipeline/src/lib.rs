@@ -42,6 +42,7 @@ impl Metrics {
 
 enum Msg {
     Events(Vec<Event>),
+    Label(String, String),
     Flush(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -129,6 +130,11 @@ impl Pipeline {
                                 checkpoint(&detector);
                             }
                         }
+                        Msg::Label(id, label) => {
+                            if detector.apply_label(&id, &label) {
+                                tracing::info!(alert = %id, %label, "label applied to the detector");
+                            }
+                        }
                         Msg::Flush(done) => {
                             commit(&detector);
                             let _ = done.send(());
@@ -157,6 +163,15 @@ impl Pipeline {
             .map_err(|_| PipelineError::Stopped)?;
         self.metrics.events_in.fetch_add(n, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Passes an analyst's label to the detector (a false positive releases the incident's
+    /// quarantined sessions into the baseline and suppresses its sources).
+    pub async fn label(&self, alert_id: &str, label: &str) -> Result<(), PipelineError> {
+        self.tx
+            .send(Msg::Label(alert_id.to_owned(), label.to_owned()))
+            .await
+            .map_err(|_| PipelineError::Stopped)
     }
 
     /// Waits until everything sent so far is processed and its alerts committed.

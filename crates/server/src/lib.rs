@@ -6,6 +6,9 @@
 //! hashes, or against `MAILSENTRY_BOOTSTRAP_TOKEN` (admin) in constant time; no token is ever
 //! logged.
 
+pub mod alert_formats;
+pub mod tls;
+
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -32,6 +35,83 @@ pub struct AppState {
     pub pipeline: Pipeline,
     /// `MAILSENTRY_BOOTSTRAP_TOKEN`, accepted as an admin token.
     pub bootstrap_token: Option<String>,
+    /// Requests allowed per client.
+    pub limiter: RateLimiter,
+}
+
+/// A token bucket per client (per bearer token, or one shared bucket for requests without
+/// one): `rate` requests a second, bursts of `burst`.
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: std::sync::Mutex<std::collections::HashMap<[u8; 8], (f64, std::time::Instant)>>,
+}
+
+impl RateLimiter {
+    /// A limiter of `rate` requests per second with bursts of `burst`.
+    pub fn new(rate: f64, burst: f64) -> Self {
+        RateLimiter {
+            rate: rate.max(0.001),
+            burst: burst.max(1.0),
+            buckets: Default::default(),
+        }
+    }
+
+    /// Takes one request from `client`'s bucket; `Err(seconds)` to wait when it is empty.
+    pub fn check(&self, client: &str) -> Result<(), u64> {
+        let key: [u8; 8] = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            client.hash(&mut h);
+            h.finish().to_le_bytes()
+        };
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > 100_000 {
+            buckets.retain(|_, (_, at)| now.duration_since(*at).as_secs() < 600);
+        }
+        let (tokens, at) = buckets.entry(key).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        RateLimiter::new(50.0, 200.0)
+    }
+}
+
+async fn rate_limit(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let client = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("anonymous")
+        .to_owned();
+    match state.limiter.check(&client) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            let mut r = problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("rate limit: retry in {wait} s"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
+    }
 }
 
 fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
@@ -97,9 +177,14 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/api/v1/events", post(ingest))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/alerts/stream", get(stream))
         .route("/api/v1/alerts/{id}", get(alert))
         .route("/api/v1/alerts/{id}/triage", post(triage))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit,
+        ))
         .with_state(state)
 }
 
@@ -173,10 +258,10 @@ async fn alerts(
         return *r;
     }
     let format = q.format.as_deref().unwrap_or("native");
-    if format != "native" {
+    if !["native", "ocsf", "ecs", "cef"].contains(&format) {
         return problem(
             StatusCode::BAD_REQUEST,
-            format!("format {format:?} is not served yet; this build serves native"),
+            format!("format {format:?} is not one of native, ocsf, ecs, cef"),
         );
     }
     let cursor = q.cursor.unwrap_or(0);
@@ -188,10 +273,15 @@ async fn alerts(
     let items: Vec<serde_json::Value> = page
         .items
         .iter()
-        .map(|i| {
-            let mut v = serde_json::to_value(&i.alert).expect("alert serializes");
-            v["feed_sequence"] = json!(i.seq);
-            v
+        .map(|i| match format {
+            "ocsf" => alert_formats::ocsf(&i.alert),
+            "ecs" => alert_formats::ecs(&i.alert),
+            "cef" => json!(alert_formats::cef(&i.alert)),
+            _ => {
+                let mut v = serde_json::to_value(&i.alert).expect("alert serializes");
+                v["feed_sequence"] = json!(i.seq);
+                v
+            }
         })
         .collect();
     let mut resp = Json(json!({
@@ -240,7 +330,14 @@ async fn triage(
         Err(e) => return problem(StatusCode::BAD_REQUEST, format!("triage body: {e}")),
     };
     match state.store.triage(&id, &t, &actor) {
-        Ok(Some(a)) => Json(a.alert).into_response(),
+        Ok(Some(a)) => {
+            if let Some(label) = &t.label {
+                // The detector learns from the label (a false positive is released into the
+                // baseline and its sources suppressed).
+                let _ = state.pipeline.label(&id, label).await;
+            }
+            Json(a.alert).into_response()
+        }
         Ok(None) => problem(StatusCode::NOT_FOUND, format!("no alert {id}")),
         Err(mailsentry_store::StoreError::Invalid(why)) => problem(StatusCode::BAD_REQUEST, why),
         Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -294,5 +391,66 @@ async fn openapi(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         [(header::CONTENT_TYPE, "application/json")],
         include_str!("../assets/openapi.json"),
     )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    cursor: Option<u64>,
+}
+
+/// Server-sent events: every alert change after the cursor (`Last-Event-ID`, or `?cursor=`),
+/// as native JSON with the feed sequence as the event id, then new changes as they commit.
+async fn stream(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<StreamQuery>,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    if let Err(r) = authorize(&state, &headers, Scope::Read) {
+        return *r;
+    }
+    let start = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .or(q.cursor)
+        .unwrap_or(0);
+    let store = state.store.clone();
+    let events = futures_util::stream::unfold(
+        (store, start, std::collections::VecDeque::new()),
+        |(store, mut cursor, mut queue)| async move {
+            loop {
+                if let Some(item) = queue.pop_front() {
+                    return Some((
+                        Ok::<Event, std::convert::Infallible>(item),
+                        (store, cursor, queue),
+                    ));
+                }
+                let page = {
+                    let store = store.clone();
+                    tokio::task::spawn_blocking(move || store.feed(cursor, 100)).await
+                };
+                match page {
+                    Ok(Ok(page)) if !page.items.is_empty() => {
+                        cursor = page.next_cursor;
+                        for i in page.items {
+                            let data = serde_json::to_string(&i.alert).expect("alert serializes");
+                            queue.push_back(
+                                Event::default()
+                                    .id(i.seq.to_string())
+                                    .event("alert")
+                                    .data(data),
+                            );
+                        }
+                    }
+                    Ok(Ok(_)) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+                    _ => return None,
+                }
+            }
+        },
+    );
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
         .into_response()
 }

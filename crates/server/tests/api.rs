@@ -19,6 +19,10 @@ struct Server {
 const BOOTSTRAP: &str = "bootstrap-secret-for-tests";
 
 fn start(max_body: usize) -> Server {
+    start_limited(max_body, 1000.0)
+}
+
+fn start_limited(max_body: usize, rate: f64) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("alerts.db")).unwrap());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -36,6 +40,7 @@ fn start(max_body: usize) -> Server {
         store: store.clone(),
         pipeline: pipeline.clone(),
         bootstrap_token: Some(BOOTSTRAP.into()),
+        limiter: mailsentry_server::RateLimiter::new(rate, 5.0),
     });
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -231,4 +236,127 @@ fn ingested_events_reach_the_detector_and_metrics() {
         "{text}"
     );
     assert!(text.contains("mailsentry_sessions_open 2"), "{text}");
+}
+
+fn three_alerts(s: &Server) {
+    let alerts: Vec<mailsentry_events::Alert> = (0..3)
+        .map(|i| {
+            serde_json::from_value(serde_json::json!({
+                "id": format!("a{i}"), "version": 1, "created_at": "2024-03-12T10:00:00Z",
+                "detected_at": "2024-03-12T10:00:00Z", "tenant_id": "t1",
+                "connector": {"app_id": "app|1", "name": "Backup=Vendor"},
+                "session": {"client_ips": ["203.0.113.9"], "asns": [14061],
+                "first_event": "2024-03-12T09:58:00Z", "last_event": "2024-03-12T10:05:00Z", "events": 1, "mailboxes": 1, "items": 3, "bytes": 0},
+                "score": 65, "severity": "high", "p_value": 1e-6,
+                "reasons": [{"signal": "credential.concurrent_networks", "summary": "used from a=b\nsecond line", "observed": "x", "baseline": "y", "weight": 1.0}],
+                "evidence": {"event_ids": ["e1"]}, "status": "new"
+            }))
+            .unwrap()
+        })
+        .collect();
+    s.store.upsert_alerts(&alerts).unwrap();
+}
+
+#[test]
+fn feed_formats_ocsf_ecs_and_cef() {
+    let s = start(1 << 20);
+    three_alerts(&s);
+    let body = |format: &str| -> Value {
+        get(
+            &s,
+            &format!("/api/v1/alerts?format={format}&limit=1"),
+            Some(BOOTSTRAP),
+        )
+        .unwrap()
+        .into_string()
+        .map(|t| serde_json::from_str::<Value>(&t).unwrap())
+        .unwrap()
+    };
+    let ocsf = &body("ocsf")["items"][0];
+    for field in [
+        "activity_id",
+        "category_uid",
+        "class_uid",
+        "severity_id",
+        "time",
+        "type_uid",
+    ] {
+        assert!(ocsf[field].is_number(), "{field} in {ocsf}");
+    }
+    assert_eq!(ocsf["class_uid"], 2004);
+    assert_eq!(ocsf["type_uid"], 200401);
+    assert_eq!(ocsf["finding_info"]["uid"], "a0");
+    assert!(ocsf["finding_info"]["title"].is_string());
+    assert_eq!(ocsf["metadata"]["version"], "1.5.0");
+    assert_eq!(ocsf["metadata"]["product"]["name"], "mailsentry");
+    let ecs = &body("ecs")["items"][0];
+    assert_eq!(ecs["event"]["kind"], "alert");
+    assert_eq!(ecs["source"]["ip"], "203.0.113.9");
+    let cef = body("cef")["items"][0].as_str().unwrap().to_owned();
+    assert!(cef.starts_with("CEF:0|mailsentry|mailsentry|"), "{cef}");
+    assert!(
+        cef.contains(r"cs2=app|1"),
+        "pipes are not escaped in extensions: {cef}"
+    );
+    assert!(cef.contains(r"msg=used from a\=b\nsecond line"), "{cef}");
+    assert!(!cef.contains('\n'));
+    assert_eq!(
+        status(get(&s, "/api/v1/alerts?format=xml", Some(BOOTSTRAP))),
+        400
+    );
+}
+
+fn first_sse_event(s: &Server, last_event_id: Option<&str>) -> (String, Value) {
+    use std::io::BufRead;
+    let mut req = ureq::get(&format!("{}/api/v1/alerts/stream", s.base))
+        .set("Authorization", &format!("Bearer {BOOTSTRAP}"));
+    if let Some(id) = last_event_id {
+        req = req.set("Last-Event-ID", id);
+    }
+    let resp = req.call().unwrap();
+    assert_eq!(resp.header("content-type"), Some("text/event-stream"));
+    let reader = std::io::BufReader::new(resp.into_reader());
+    let (mut id, mut data) = (None, None);
+    for line in reader.lines() {
+        let line = line.unwrap();
+        if let Some(v) = line.strip_prefix("id: ") {
+            id = Some(v.to_owned());
+        } else if let Some(v) = line.strip_prefix("data: ") {
+            data = Some(serde_json::from_str(v).unwrap());
+        } else if line.is_empty() && id.is_some() && data.is_some() {
+            break;
+        }
+    }
+    (id.unwrap(), data.unwrap())
+}
+
+#[test]
+fn the_stream_resumes_from_last_event_id() {
+    let s = start(1 << 20);
+    three_alerts(&s);
+    let (id, first) = first_sse_event(&s, None);
+    assert_eq!(first["id"], "a0");
+    let (next_id, second) = first_sse_event(&s, Some(&id));
+    assert_eq!(second["id"], "a1");
+    assert!(next_id.parse::<u64>().unwrap() > id.parse::<u64>().unwrap());
+}
+
+#[test]
+fn clients_over_their_rate_get_429_with_retry_after() {
+    let s = start_limited(1 << 20, 0.5);
+    let mut codes = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..8 {
+        match get(&s, "/healthz", None) {
+            Ok(r) => codes.push(r.status()),
+            Err(ureq::Error::Status(code, r)) => {
+                codes.push(code);
+                retry_after = r.header("retry-after").map(str::to_owned);
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 5, "{codes:?}");
+    assert_eq!(codes.last(), Some(&429));
+    assert!(retry_after.unwrap().parse::<u64>().unwrap() >= 1);
 }
