@@ -32,7 +32,7 @@ fn serve_demo_answers_alerts_and_shuts_down_cleanly() {
             "--demo",
             "--listen",
             &format!("127.0.0.1:{port}"),
-            "--data",
+            "--data-dir",
         ])
         .arg(&data)
         .stdout(Stdio::null())

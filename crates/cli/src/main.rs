@@ -53,14 +53,30 @@ struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
     /// State directory (SQLite store).
-    #[arg(long, default_value = "mailsentry-data")]
+    #[arg(long = "data-dir", alias = "data", default_value = "mailsentry-data")]
     data: PathBuf,
+    /// Log format on stderr: `text` or `json` (one JSON object per line).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     /// IP-to-ASN / IP-to-country database (.mmdb or ip-location-db CSV); repeatable.
     #[arg(long)]
     asn_db: Vec<PathBuf>,
     /// Largest accepted request body, bytes.
     #[arg(long, default_value_t = mailsentry_server::DEFAULT_MAX_BODY)]
     max_body: usize,
+    /// Push every alert change to this webhook (signed with `MAILSENTRY_WEBHOOK_SECRET`).
+    #[arg(long)]
+    webhook: Option<String>,
+    /// Push every alert change as RFC 5424 syslog with CEF to this TCP collector (host:port).
+    #[arg(long)]
+    syslog: Option<String>,
+    /// Push every alert change to this Splunk HEC base URL (token in `MAILSENTRY_HEC_TOKEN`).
+    #[arg(long)]
+    splunk_hec: Option<String>,
+    /// Longest time between detector checkpoints, seconds (also every 200 batches and at
+    /// shutdown).
+    #[arg(long, default_value_t = 60)]
+    checkpoint_secs: u64,
     /// Requests per second per client (token); bursts of four seconds' worth; over it, 429.
     #[arg(long, default_value_t = 50.0)]
     rate_limit: f64,
@@ -83,7 +99,7 @@ enum TokenCommand {
         #[arg(long, default_value = "cli")]
         name: String,
         /// State directory (SQLite store).
-        #[arg(long, default_value = "mailsentry-data")]
+        #[arg(long = "data-dir", alias = "data", default_value = "mailsentry-data")]
         data: PathBuf,
     },
 }
@@ -520,13 +536,16 @@ fn demo_dir() -> Option<PathBuf> {
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
     use mailsentry_detect::Enrichment;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    if args.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let config = load_config(args.config.as_ref())?;
     let mut enrichment = Enrichment::none();
     for db in &args.asn_db {
@@ -567,6 +586,36 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     runtime.block_on(async move {
         let pipeline =
             mailsentry_pipeline::Pipeline::start(config, Arc::new(enrichment), store.clone(), 64)?;
+        let mut sinks = Vec::new();
+        if let Some(url) = &args.webhook {
+            let secret = std::env::var("MAILSENTRY_WEBHOOK_SECRET")
+                .context("--webhook needs MAILSENTRY_WEBHOOK_SECRET for the HMAC signature")?;
+            sinks.push(mailsentry_pipeline::sinks::SinkKind::Webhook { url: url.clone(), secret });
+        }
+        if let Some(address) = &args.syslog {
+            sinks.push(mailsentry_pipeline::sinks::SinkKind::Syslog { address: address.clone() });
+        }
+        if let Some(url) = &args.splunk_hec {
+            let token = std::env::var("MAILSENTRY_HEC_TOKEN").context("--splunk-hec needs MAILSENTRY_HEC_TOKEN")?;
+            sinks.push(mailsentry_pipeline::sinks::SinkKind::SplunkHec { url: url.clone(), token });
+        }
+        let sink_handles: Vec<_> = sinks
+            .into_iter()
+            .map(|kind| {
+                let name = match &kind {
+                    mailsentry_pipeline::sinks::SinkKind::Webhook { .. } => "webhook",
+                    mailsentry_pipeline::sinks::SinkKind::Syslog { .. } => "syslog",
+                    mailsentry_pipeline::sinks::SinkKind::SplunkHec { .. } => "splunk-hec",
+                };
+                tracing::info!(sink = name, "push sink started");
+                mailsentry_pipeline::sinks::start_sink(
+                    mailsentry_pipeline::sinks::Sink { name: name.into(), kind },
+                    store.clone(),
+                    mailsentry_server::alert_formats::cef,
+                    std::time::Duration::from_secs(1),
+                )
+            })
+            .collect();
         if let Some(dir) = demo {
             let p = pipeline.clone();
             tokio::spawn(async move {
@@ -618,6 +667,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             }
         }
         pipeline.shutdown().await?;
+        for h in sink_handles {
+            h.stop();
+        }
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -3,6 +3,8 @@
 //! alerts that are new or changed are committed to the store; the detector's state is
 //! checkpointed to the store periodically and at shutdown, and restored at start.
 
+pub mod sinks;
+
 use mailsentry_detect::{DetectConfig, Detector, Enrichment};
 use mailsentry_events::Event;
 use mailsentry_ingest::{DecodeOptions, Decoded, MergedEvents};
@@ -81,6 +83,24 @@ impl Pipeline {
         store: Arc<Store>,
         capacity: usize,
     ) -> Result<Pipeline, PipelineError> {
+        Self::start_with_checkpoints(
+            config,
+            enrichment,
+            store,
+            capacity,
+            std::time::Duration::from_secs(60),
+        )
+    }
+
+    /// [`Pipeline::start`] with the longest time between checkpoints (they are also taken every
+    /// 200 batches and at shutdown).
+    pub fn start_with_checkpoints(
+        config: DetectConfig,
+        enrichment: Arc<Enrichment>,
+        store: Arc<Store>,
+        capacity: usize,
+        checkpoint_every: std::time::Duration,
+    ) -> Result<Pipeline, PipelineError> {
         let mut detector = match store.load_checkpoint(CHECKPOINT)? {
             Some(bytes) => {
                 let mut d = Detector::restore(&bytes, enrichment)
@@ -97,6 +117,7 @@ impl Pipeline {
             .name("mailsentry-detector".into())
             .spawn(move || {
                 let mut batches = 0u64;
+                let mut last_checkpoint = std::time::Instant::now();
                 let commit = |detector: &Detector| {
                     let alerts = detector.alerts(chrono::Utc::now());
                     match store.upsert_alerts(&alerts) {
@@ -126,8 +147,9 @@ impl Pipeline {
                                 .fetch_add(events.len() as u64, Ordering::Relaxed);
                             commit(&detector);
                             batches += 1;
-                            if batches.is_multiple_of(CHECKPOINT_EVERY) {
+                            if batches.is_multiple_of(CHECKPOINT_EVERY) || last_checkpoint.elapsed() >= checkpoint_every {
                                 checkpoint(&detector);
+                                last_checkpoint = std::time::Instant::now();
                             }
                         }
                         Msg::Label(id, label) => {
