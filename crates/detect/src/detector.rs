@@ -22,6 +22,56 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+/// What the detector has learned about a connector.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConnectorSummary {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Connector key (app id or service account).
+    pub connector: String,
+    /// Name, when known.
+    pub name: Option<String>,
+    /// First event.
+    pub first_seen: chrono::DateTime<chrono::Utc>,
+    /// Last learned session.
+    pub last_seen: chrono::DateTime<chrono::Utc>,
+    /// Still in its learning period.
+    pub learning: bool,
+    /// Sessions in the baseline.
+    pub sessions_learned: u64,
+    /// Sessions held back after alerting.
+    pub sessions_quarantined: u64,
+    /// Usual networks, heaviest first.
+    pub networks: Vec<String>,
+    /// Usual ASNs.
+    pub asns: Vec<String>,
+    /// Usual countries.
+    pub countries: Vec<String>,
+    /// Usual clients.
+    pub user_agents: Vec<String>,
+    /// Mailboxes it reads.
+    pub mailboxes_read: u64,
+    /// Credential keys and their history.
+    pub keys: Vec<KeySummary>,
+}
+
+/// A credential key of a connector.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeySummary {
+    /// Key id.
+    pub key_id: String,
+    /// First use.
+    pub first_used: Option<chrono::DateTime<chrono::Utc>>,
+    /// Last use.
+    pub last_used: Option<chrono::DateTime<chrono::Utc>>,
+    /// When a newer key took over.
+    pub rotated_out_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When an audit record removed it.
+    pub removed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When an audit record added it.
+    pub added_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// Counters of a detector run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct DetectStats {
@@ -202,6 +252,73 @@ impl Detector {
     /// Connectors known.
     pub fn connector_count(&self) -> usize {
         self.connectors.len()
+    }
+
+    /// What the detector has learned about each connector, for the connectors view.
+    pub fn connector_summaries(&self) -> Vec<ConnectorSummary> {
+        let now = self.max_time.max(0);
+        let hl = self.config.half_life_secs();
+        let ts = |s: Secs| chrono::DateTime::from_timestamp(s, 0).unwrap_or_default();
+        self.connectors
+            .iter()
+            .filter(|(_, c)| c.baseline.first_seen > 0)
+            .map(|((tenant, connector), c)| {
+                let b = &c.baseline;
+                let top = |v: &crate::baseline::ValueCounts| {
+                    v.top(5, now, hl).into_iter().map(|(k, _)| k).collect()
+                };
+                ConnectorSummary {
+                    tenant_id: tenant.clone(),
+                    connector: connector.clone(),
+                    name: c
+                        .name
+                        .clone()
+                        .or_else(|| self.config.known(connector).and_then(|k| k.name.clone())),
+                    first_seen: ts(b.first_seen),
+                    last_seen: ts(b.last_seen.max(b.first_seen)),
+                    learning: now - b.first_seen < self.config.learning_secs()
+                        || b.sessions < self.config.min_sessions,
+                    sessions_learned: b.sessions,
+                    sessions_quarantined: c.quarantined,
+                    networks: top(&b.networks),
+                    asns: top(&b.asns),
+                    countries: top(&b.countries),
+                    user_agents: top(&b.agents),
+                    mailboxes_read: b.read.len() as u64,
+                    keys: c
+                        .keys
+                        .iter()
+                        .map(|(id, k)| KeySummary {
+                            key_id: id.clone(),
+                            first_used: (k.first != i64::MAX).then(|| ts(k.first)),
+                            last_used: (k.last > 0).then(|| ts(k.last)),
+                            rotated_out_at: k.superseded_at.map(ts),
+                            removed_at: k.removed_at.map(ts),
+                            added_at: k.added.as_ref().map(|(t, _)| ts(*t)),
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// Forgets what a connector learned (after a planned change an analyst knows about): its
+    /// baseline starts again with a new learning period. Returns false for an unknown connector.
+    pub fn rebaseline(&mut self, tenant: &str, connector: &str) -> bool {
+        let Some(state) = self
+            .connectors
+            .get_mut(&(tenant.to_owned(), connector.to_owned()))
+        else {
+            return false;
+        };
+        let name = state.name.take();
+        *state = ConnectorState {
+            name,
+            ..Default::default()
+        };
+        self.suppressed
+            .retain(|(t, c, _)| !(t == tenant && c == connector));
+        true
     }
 
     /// Alerts so far (incidents at or above the minimum severity), ordered by detection time.

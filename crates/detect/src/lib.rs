@@ -20,7 +20,7 @@ pub mod reference;
 pub mod scoring;
 pub mod sessions;
 
-pub use detector::{DetectStats, Detector};
+pub use detector::{ConnectorSummary, DetectStats, Detector, KeySummary};
 pub use enrichment::{Enrichment, EnrichmentError, Place};
 
 use mailsentry_events::Severity;

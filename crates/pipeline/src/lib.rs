@@ -45,6 +45,8 @@ impl Metrics {
 enum Msg {
     Events(Vec<Event>),
     Label(String, String),
+    Connectors(oneshot::Sender<Vec<mailsentry_detect::ConnectorSummary>>),
+    Rebaseline(String, String, oneshot::Sender<bool>),
     Flush(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -157,6 +159,17 @@ impl Pipeline {
                                 tracing::info!(alert = %id, %label, "label applied to the detector");
                             }
                         }
+                        Msg::Connectors(reply) => {
+                            let _ = reply.send(detector.connector_summaries());
+                        }
+                        Msg::Rebaseline(tenant, connector, reply) => {
+                            let done = detector.rebaseline(&tenant, &connector);
+                            if done {
+                                tracing::info!(%tenant, %connector, "connector re-baselined");
+                                checkpoint(&detector);
+                            }
+                            let _ = reply.send(done);
+                        }
                         Msg::Flush(done) => {
                             commit(&detector);
                             let _ = done.send(());
@@ -194,6 +207,32 @@ impl Pipeline {
             .send(Msg::Label(alert_id.to_owned(), label.to_owned()))
             .await
             .map_err(|_| PipelineError::Stopped)
+    }
+
+    /// What the detector has learned about each connector.
+    pub async fn connectors(
+        &self,
+    ) -> Result<Vec<mailsentry_detect::ConnectorSummary>, PipelineError> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send(Msg::Connectors(reply))
+            .await
+            .map_err(|_| PipelineError::Stopped)?;
+        wait.await.map_err(|_| PipelineError::Stopped)
+    }
+
+    /// Re-baselines one connector; false when the detector does not know it.
+    pub async fn rebaseline(&self, tenant: &str, connector: &str) -> Result<bool, PipelineError> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send(Msg::Rebaseline(
+                tenant.to_owned(),
+                connector.to_owned(),
+                reply,
+            ))
+            .await
+            .map_err(|_| PipelineError::Stopped)?;
+        wait.await.map_err(|_| PipelineError::Stopped)
     }
 
     /// Waits until everything sent so far is processed and its alerts committed.

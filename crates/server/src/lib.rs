@@ -180,6 +180,11 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/api/v1/alerts/stream", get(stream))
         .route("/api/v1/alerts/{id}", get(alert))
         .route("/api/v1/alerts/{id}/triage", post(triage))
+        .route("/api/v1/connectors", get(connectors))
+        .route(
+            "/api/v1/connectors/{tenant}/{connector}/rebaseline",
+            post(rebaseline),
+        )
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -453,4 +458,33 @@ async fn stream(
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+async fn connectors(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&state, &headers, Scope::Read) {
+        return *r;
+    }
+    match state.pipeline.connectors().await {
+        Ok(list) => Json(json!({ "items": list })).into_response(),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn rebaseline(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((tenant, connector)): Path<(String, String)>,
+) -> Response {
+    if let Err(r) = authorize(&state, &headers, Scope::Admin) {
+        return *r;
+    }
+    match state.pipeline.rebaseline(&tenant, &connector).await {
+        Ok(true) => Json(json!({ "rebaselined": { "tenant_id": tenant, "connector": connector } }))
+            .into_response(),
+        Ok(false) => problem(
+            StatusCode::NOT_FOUND,
+            format!("no connector {connector} in tenant {tenant}"),
+        ),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
 }

@@ -360,3 +360,40 @@ fn clients_over_their_rate_get_429_with_retry_after() {
     assert_eq!(codes.last(), Some(&429));
     assert!(retry_after.unwrap().parse::<u64>().unwrap() >= 1);
 }
+
+#[test]
+fn connectors_view_and_admin_only_rebaseline() {
+    let s = start(1 << 20);
+    ureq::post(&format!("{}/api/v1/events", s.base))
+        .set("Authorization", &format!("Bearer {BOOTSTRAP}"))
+        .send_string(&ndjson_events())
+        .unwrap();
+    s.runtime.block_on(s.pipeline.flush()).unwrap();
+    let reader = s.store.create_token("siem", &[Scope::Read]).unwrap();
+    let list: Value = get(&s, "/api/v1/connectors", Some(&reader))
+        .unwrap()
+        .into_string()
+        .map(|t| serde_json::from_str::<Value>(&t).unwrap())
+        .unwrap();
+    let item = &list["items"][0];
+    assert_eq!(item["tenant_id"], "t1");
+    assert_eq!(item["connector"], "app-1");
+    assert_eq!(item["learning"], true);
+    let post = |token: &str, path: &str| {
+        status(
+            ureq::post(&format!("{}{path}", s.base))
+                .set("Authorization", &format!("Bearer {token}"))
+                .send_string(""),
+        )
+    };
+    assert_eq!(post(&reader, "/api/v1/connectors/t1/app-1/rebaseline"), 403);
+    assert_eq!(
+        post(BOOTSTRAP, "/api/v1/connectors/t1/nope/rebaseline"),
+        404
+    );
+    assert_eq!(
+        post(BOOTSTRAP, "/api/v1/connectors/t1/app-1/rebaseline"),
+        200
+    );
+    assert_eq!(status(get(&s, "/api/v1/connectors", None)), 401);
+}
