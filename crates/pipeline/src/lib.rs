@@ -142,6 +142,7 @@ impl Pipeline {
                 while let Some(msg) = rx.blocking_recv() {
                     match msg {
                         Msg::Events(events) => {
+                            let _span = tracing::debug_span!("detect_batch", events = events.len()).entered();
                             for e in &events {
                                 detector.process(e);
                             }
