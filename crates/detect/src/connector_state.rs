@@ -77,6 +77,32 @@ pub struct ConnectorState {
     pub suspicious_networks: BTreeSet<String>,
     /// Sessions held back from learning because they scored high.
     pub quarantined: u64,
+    /// Items read per hour (hour start, items), the last [`HOURLY_KEPT`] hours, for charts.
+    #[serde(default)]
+    pub hourly: std::collections::VecDeque<(Secs, u64)>,
+}
+
+/// Hours of volume history kept per connector (two weeks).
+pub const HOURLY_KEPT: usize = 14 * 24;
+
+impl ConnectorState {
+    /// Adds `items` read at `t` to its hour.
+    pub fn add_hourly(&mut self, t: Secs, items: u64) {
+        let hour = t - t.rem_euclid(3600);
+        if let Some(i) = self.hourly.iter().rposition(|(h, _)| *h == hour) {
+            self.hourly[i].1 += items;
+            return;
+        }
+        // Late records for an hour already dropped are not charted.
+        if self.hourly.front().is_some_and(|(h, _)| hour < *h) && self.hourly.len() >= HOURLY_KEPT {
+            return;
+        }
+        let at = self.hourly.partition_point(|(h, _)| *h < hour);
+        self.hourly.insert(at, (hour, items));
+        while self.hourly.len() > HOURLY_KEPT {
+            self.hourly.pop_front();
+        }
+    }
 }
 
 /// A network active for the connector at least this long is its established stream.

@@ -302,6 +302,29 @@ impl Detector {
             .collect()
     }
 
+    /// A connector's items per hour, the last two weeks (hour start, items).
+    pub fn hourly_volume(
+        &self,
+        tenant: &str,
+        connector: &str,
+    ) -> Option<Vec<(chrono::DateTime<chrono::Utc>, u64)>> {
+        let state = self
+            .connectors
+            .get(&(tenant.to_owned(), connector.to_owned()))?;
+        Some(
+            state
+                .hourly
+                .iter()
+                .map(|&(h, n)| {
+                    (
+                        chrono::DateTime::from_timestamp(h, 0).unwrap_or_default(),
+                        n,
+                    )
+                })
+                .collect(),
+        )
+    }
+
     /// Forgets what a connector learned (after a planned change an analyst knows about): its
     /// baseline starts again with a new learning period. Returns false for an unknown connector.
     pub fn rebaseline(&mut self, tenant: &str, connector: &str) -> bool {
@@ -720,6 +743,11 @@ impl Detector {
         {
             let s = self.sessions.get_mut(&key).expect("session");
             s.items += m.operation_count.max(1);
+            let items = m.operation_count.max(1);
+            if let Some(state) = self.connectors.get_mut(&ck) {
+                state.add_hourly(t, items);
+            }
+            let s = self.sessions.get_mut(&key).expect("session");
             s.bytes += m.bytes;
             match m.access_type {
                 Some(MailAccessType::Bind) => s.binds += 1,

@@ -46,6 +46,11 @@ enum Msg {
     Events(Vec<Event>),
     Label(String, String),
     Connectors(oneshot::Sender<Vec<mailsentry_detect::ConnectorSummary>>),
+    Hourly(
+        String,
+        String,
+        oneshot::Sender<Vec<(chrono::DateTime<chrono::Utc>, u64)>>,
+    ),
     Rebaseline(String, String, oneshot::Sender<bool>),
     Flush(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
@@ -160,6 +165,9 @@ impl Pipeline {
                                 tracing::info!(alert = %id, %label, "label applied to the detector");
                             }
                         }
+                        Msg::Hourly(tenant, connector, reply) => {
+                            let _ = reply.send(detector.hourly_volume(&tenant, &connector).unwrap_or_default());
+                        }
                         Msg::Connectors(reply) => {
                             let _ = reply.send(detector.connector_summaries());
                         }
@@ -217,6 +225,20 @@ impl Pipeline {
         let (reply, wait) = oneshot::channel();
         self.tx
             .send(Msg::Connectors(reply))
+            .await
+            .map_err(|_| PipelineError::Stopped)?;
+        wait.await.map_err(|_| PipelineError::Stopped)
+    }
+
+    /// A connector's items per hour over the last two weeks.
+    pub async fn hourly_volume(
+        &self,
+        tenant: &str,
+        connector: &str,
+    ) -> Result<Vec<(chrono::DateTime<chrono::Utc>, u64)>, PipelineError> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send(Msg::Hourly(tenant.to_owned(), connector.to_owned(), reply))
             .await
             .map_err(|_| PipelineError::Stopped)?;
         wait.await.map_err(|_| PipelineError::Stopped)

@@ -8,6 +8,7 @@
 
 pub mod alert_formats;
 pub mod tls;
+pub mod volume_chart;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -180,6 +181,7 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/api/v1/alerts/stream", get(stream))
         .route("/api/v1/alerts/{id}", get(alert))
         .route("/api/v1/alerts/{id}/triage", post(triage))
+        .route("/api/v1/alerts/{id}/volume.svg", get(volume_svg))
         .route("/api/v1/connectors", get(connectors))
         .route(
             "/api/v1/connectors/{tenant}/{connector}/rebaseline",
@@ -487,4 +489,34 @@ async fn rebaseline(
         ),
         Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
+}
+
+/// The alerting connector's hourly volume with its usual band and the alert window (SVG).
+async fn volume_svg(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&state, &headers, Scope::Read) {
+        return *r;
+    }
+    let alert = match state.store.get(&id) {
+        Ok(Some(a)) => a.alert,
+        Ok(None) => return problem(StatusCode::NOT_FOUND, format!("no alert {id}")),
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let hourly = state
+        .pipeline
+        .hourly_volume(&alert.tenant_id, &alert.connector.app_id)
+        .await
+        .unwrap_or_default();
+    let first = alert.session.first_event.unwrap_or(alert.detected_at);
+    let last = alert.session.last_event.unwrap_or(alert.detected_at);
+    let title = alert
+        .connector
+        .name
+        .clone()
+        .unwrap_or(alert.connector.app_id.clone());
+    let svg = volume_chart::render(&title, &hourly, (first, last));
+    ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response()
 }

@@ -200,6 +200,8 @@ fn an_analyst_opens_and_triages_an_alert_in_a_real_browser() {
         "{}",
         d.text(&detail)
     );
+    // The chart is drawn by the server and shown in the detail.
+    d.wait_all("#chart svg", 1);
     let fp = d.wait_all("button[data-label=false_positive]", 1).remove(0);
     d.call("POST", &format!("/element/{fp}/click"), json!({}));
     // Closed alerts leave the open list; the label is in the store.
