@@ -52,6 +52,9 @@ pub struct Incident {
     pub event_ids: Vec<String>,
     /// Per source: first event, first alert-level decision, best score.
     pub sources: BTreeMap<String, (Secs, Secs, u8)>,
+    /// Per source: ASN and country, when known.
+    #[serde(default)]
+    pub places: BTreeMap<String, (Option<u32>, Option<String>)>,
 }
 
 impl Incident {
@@ -83,6 +86,7 @@ impl Incident {
             sessions: BTreeMap::new(),
             event_ids: Vec::new(),
             sources: BTreeMap::new(),
+            places: BTreeMap::new(),
         }
     }
 
@@ -112,6 +116,9 @@ impl Incident {
         ));
         src.0 = src.0.min(session.first);
         src.2 = src.2.max(eval.score);
+        self.places
+            .entry(session.key.source.clone())
+            .or_insert_with(|| (session.asn, session.country.clone()));
         if let Some(a) = session.asn {
             self.asns.insert(a);
         }
@@ -186,11 +193,16 @@ impl Incident {
             sources: self
                 .sources
                 .iter()
-                .map(|(ip, &(first, detected, score))| AlertSource {
-                    ip: ip.clone(),
-                    first_event: ts(first),
-                    detected_at: ts(detected),
-                    score,
+                .map(|(ip, &(first, detected, score))| {
+                    let (asn, country) = self.places.get(ip).cloned().unwrap_or_default();
+                    AlertSource {
+                        ip: ip.clone(),
+                        first_event: ts(first),
+                        detected_at: ts(detected),
+                        score,
+                        asn,
+                        country,
+                    }
                 })
                 .collect(),
             status: "new".into(),

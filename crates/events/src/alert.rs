@@ -156,6 +156,12 @@ pub struct AlertSource {
     pub detected_at: DateTime<Utc>,
     /// Its highest score.
     pub score: u8,
+    /// Its ASN, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u32>,
+    /// Its country, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
 }
 
 /// Evidence.
