@@ -70,6 +70,10 @@ struct ServeArgs {
     /// Push every alert change as RFC 5424 syslog with CEF to this TCP collector (host:port).
     #[arg(long)]
     syslog: Option<String>,
+    /// Send syslog over TLS, trusting the CA certificates in this PEM file (the host part of
+    /// --syslog is the name checked in the collector's certificate).
+    #[arg(long, requires = "syslog")]
+    syslog_ca: Option<PathBuf>,
     /// Push every alert change to this Splunk HEC base URL (token in `MAILSENTRY_HEC_TOKEN`).
     #[arg(long)]
     splunk_hec: Option<String>,
@@ -593,7 +597,13 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             sinks.push(mailsentry_pipeline::sinks::SinkKind::Webhook { url: url.clone(), secret });
         }
         if let Some(address) = &args.syslog {
-            sinks.push(mailsentry_pipeline::sinks::SinkKind::Syslog { address: address.clone() });
+            sinks.push(match &args.syslog_ca {
+                Some(ca) => mailsentry_pipeline::sinks::SinkKind::SyslogTls {
+                    address: address.clone(),
+                    ca_pem: ca.clone(),
+                },
+                None => mailsentry_pipeline::sinks::SinkKind::Syslog { address: address.clone() },
+            });
         }
         if let Some(url) = &args.splunk_hec {
             let token = std::env::var("MAILSENTRY_HEC_TOKEN").context("--splunk-hec needs MAILSENTRY_HEC_TOKEN")?;
@@ -604,7 +614,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             .map(|kind| {
                 let name = match &kind {
                     mailsentry_pipeline::sinks::SinkKind::Webhook { .. } => "webhook",
-                    mailsentry_pipeline::sinks::SinkKind::Syslog { .. } => "syslog",
+                    mailsentry_pipeline::sinks::SinkKind::Syslog { .. }
+                    | mailsentry_pipeline::sinks::SinkKind::SyslogTls { .. } => "syslog",
                     mailsentry_pipeline::sinks::SinkKind::SplunkHec { .. } => "splunk-hec",
                 };
                 tracing::info!(sink = name, "push sink started");

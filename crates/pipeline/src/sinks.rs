@@ -30,6 +30,14 @@ pub enum SinkKind {
         /// Address.
         address: String,
     },
+    /// A syslog collector over TLS (`host:port`; the host is the certificate's name), trusting
+    /// the CA certificates in `ca_pem` (TLS 1.3 / 1.2 ECDHE, as the server side).
+    SyslogTls {
+        /// Address.
+        address: String,
+        /// PEM file of the CA certificates to trust.
+        ca_pem: std::path::PathBuf,
+    },
     /// Splunk HEC base URL (`https://splunk:8088`) and token.
     SplunkHec {
         /// Base URL.
@@ -105,10 +113,42 @@ fn load_cursor(store: &Store, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
 struct Deliverer {
     kind: SinkKind,
     syslog: Option<std::net::TcpStream>,
+    syslog_tls: Option<Box<TlsStream>>,
     agent: ureq::Agent,
+}
+
+fn connect_tls(address: &str, ca_pem: &std::path::Path) -> Result<TlsStream, String> {
+    let pem = std::fs::read(ca_pem).map_err(|e| format!("{}: {e}", ca_pem.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        let cert = cert.map_err(|e| format!("{}: {e}", ca_pem.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", ca_pem.display()))?;
+    }
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: crate::tls_suites(),
+        ..rustls::crypto::ring::default_provider()
+    };
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let host = address.rsplit_once(':').map(|(h, _)| h).unwrap_or(address);
+    let name =
+        rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+        .map_err(|e| e.to_string())?;
+    let tcp = std::net::TcpStream::connect(address).map_err(|e| e.to_string())?;
+    tcp.set_write_timeout(Some(Duration::from_secs(10))).ok();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    Ok(rustls::StreamOwned::new(conn, tcp))
 }
 
 impl Deliverer {
@@ -141,6 +181,19 @@ impl Deliverer {
                     .send_string(&body.to_string())
                     .map(|_| ())
                     .map_err(http_error)
+            }
+            SinkKind::SyslogTls { address, ca_pem } => {
+                if self.syslog_tls.is_none() {
+                    self.syslog_tls = Some(Box::new(connect_tls(address, ca_pem)?));
+                }
+                let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "mailsentry".into());
+                let frame = syslog_frame(a, &host, cef);
+                let stream = self.syslog_tls.as_mut().expect("connected");
+                let result = stream.write_all(&frame).and_then(|_| stream.flush());
+                if result.is_err() {
+                    self.syslog_tls = None;
+                }
+                result.map_err(|e| e.to_string())
             }
             SinkKind::Syslog { address } => {
                 if self.syslog.is_none() {
@@ -193,6 +246,7 @@ pub fn start_sink(
             let mut deliverer = Deliverer {
                 kind: sink.kind.clone(),
                 syslog: None,
+                syslog_tls: None,
                 agent: ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build(),
             };
             let mut cursor = load_cursor(&store, &sink.name);

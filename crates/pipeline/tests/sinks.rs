@@ -222,3 +222,74 @@ fn splunk_hec_gets_its_token_and_the_event() {
     assert_eq!(body["event"]["id"], "a0");
     assert_eq!(body["sourcetype"], "mailsentry:alert");
 }
+
+#[test]
+fn syslog_over_tls_verifies_the_collector_and_delivers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("s.db")).unwrap());
+    store.upsert_alerts(&[alert(0)]).unwrap();
+    // A TLS syslog collector with a certificate for "localhost"; its certificate is the CA.
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    let server_config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into()),
+        )
+        .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let frames = Arc::new(Mutex::new(Vec::new()));
+    let log = frames.clone();
+    std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let conn = rustls::ServerConnection::new(server_config).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match tls.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    // One octet-counted frame: "LEN SP MSG".
+                    if let Some(sp) = buf.iter().position(|&b| b == b' ') {
+                        let len: usize = std::str::from_utf8(&buf[..sp]).unwrap().parse().unwrap();
+                        if buf.len() >= sp + 1 + len {
+                            log.lock().unwrap().push(
+                                String::from_utf8(buf[sp + 1..sp + 1 + len].to_vec()).unwrap(),
+                            );
+                            buf.drain(..sp + 1 + len);
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let sink = Sink {
+        name: "syslog-tls".into(),
+        kind: SinkKind::SyslogTls {
+            address: format!("localhost:{port}"),
+            ca_pem: ca,
+        },
+    };
+    let handle = start_sink(sink, store.clone(), cef, Duration::from_millis(50));
+    wait_for("a frame over TLS", || frames.lock().unwrap().len() == 1);
+    handle.stop();
+    assert!(frames.lock().unwrap()[0].contains("id=\"a0\""));
+    assert_eq!(
+        store
+            .load_checkpoint("sink-cursor:syslog-tls")
+            .unwrap()
+            .as_deref(),
+        Some(&b"1"[..])
+    );
+}

@@ -27,18 +27,7 @@ impl std::error::Error for TlsError {}
 /// The cipher suites offered: TLS 1.3 AEAD suites and TLS 1.2 ECDHE AEAD suites. No RSA key
 /// exchange, no CBC.
 pub fn cipher_suites() -> Vec<rustls::SupportedCipherSuite> {
-    use rustls::crypto::ring::cipher_suite::*;
-    vec![
-        TLS13_AES_256_GCM_SHA384,
-        TLS13_AES_128_GCM_SHA256,
-        TLS13_CHACHA20_POLY1305_SHA256,
-        TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-        TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-        TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-        TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-    ]
+    mailsentry_pipeline::tls_suites()
 }
 
 /// A server configuration from PEM certificate chain and private key files.
