@@ -30,6 +30,8 @@ fn serve_demo_answers_alerts_and_shuts_down_cleanly() {
         .args([
             "serve",
             "--demo",
+            "--demo-speed",
+            "0",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--data-dir",

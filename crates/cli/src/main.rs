@@ -49,6 +49,10 @@ struct ServeArgs {
     /// Replay the committed demo set (datasets/demo) through the live pipeline at start.
     #[arg(long)]
     demo: bool,
+    /// How much faster than real time the demo's event time runs (its two weeks take about a
+    /// minute at the default); 0 replays as fast as possible.
+    #[arg(long, default_value_t = 20_000.0)]
+    demo_speed: f64,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
@@ -629,12 +633,14 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             .collect();
         if let Some(dir) = demo {
             let p = pipeline.clone();
+            let args_demo_speed = args.demo_speed;
             tokio::spawn(async move {
                 let files: Vec<PathBuf> = collect_input_files(&[dir.join("logs")])
                     .into_iter()
                     .filter_map(|r| r.ok())
                     .collect();
-                match p.replay_files(files).await {
+                let speed = (args_demo_speed > 0.0).then_some(args_demo_speed);
+                match p.replay_files_paced(files, speed).await {
                     Ok((records, events, rejected)) => {
                         let _ = p.flush().await;
                         tracing::info!(records, events, rejected, "demo replayed");

@@ -301,6 +301,16 @@ impl Pipeline {
         &self,
         files: Vec<PathBuf>,
     ) -> Result<(u64, u64, u64), PipelineError> {
+        self.replay_files_paced(files, None).await
+    }
+
+    /// [`Pipeline::replay_files`], pacing batches so that event time runs `speed` times faster
+    /// than the wall clock (`None`: as fast as possible).
+    pub async fn replay_files_paced(
+        &self,
+        files: Vec<PathBuf>,
+        speed: Option<f64>,
+    ) -> Result<(u64, u64, u64), PipelineError> {
         let (tx, mut rx) = mpsc::channel::<Vec<Event>>(8);
         let metrics = self.metrics.clone();
         let decoder = tokio::task::spawn_blocking(move || {
@@ -325,7 +335,17 @@ impl Pipeline {
             let s = merged.stats();
             (s.records, s.events, s.rejected_total())
         });
+        let wall_start = tokio::time::Instant::now();
+        let mut event_start: Option<i64> = None;
         while let Some(batch) = rx.recv().await {
+            if let (Some(speed), Some(last)) = (speed.filter(|s| *s > 0.0), batch.last()) {
+                let t = last.time.timestamp();
+                let first = *event_start.get_or_insert(t);
+                let due = std::time::Duration::from_secs_f64(
+                    ((t - first).max(0) as f64 / speed).min(86_400.0),
+                );
+                tokio::time::sleep_until(wall_start + due).await;
+            }
             self.send(batch).await?;
         }
         decoder.await.map_err(|_| PipelineError::Stopped)

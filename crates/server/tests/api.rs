@@ -397,3 +397,57 @@ fn connectors_view_and_admin_only_rebaseline() {
     );
     assert_eq!(status(get(&s, "/api/v1/connectors", None)), 401);
 }
+
+/// Every route but `/healthz` (and the static UI page) refuses a request without a token (401)
+/// and one whose token lacks the scope (403).
+#[test]
+fn every_route_checks_its_scope() {
+    let s = start(1 << 20);
+    three_alerts(&s);
+    let wrong_for_read = s.store.create_token("collector", &[Scope::Ingest]).unwrap();
+    let wrong_for_others = s.store.create_token("siem", &[Scope::Read]).unwrap();
+    let routes: [(&str, &str, Scope); 11] = [
+        ("POST", "/api/v1/events", Scope::Ingest),
+        ("GET", "/api/v1/alerts", Scope::Read),
+        ("GET", "/api/v1/alerts/stream", Scope::Read),
+        ("GET", "/api/v1/alerts/a0", Scope::Read),
+        ("GET", "/api/v1/alerts/a0/volume.svg", Scope::Read),
+        ("POST", "/api/v1/alerts/a0/triage", Scope::Triage),
+        ("GET", "/api/v1/connectors", Scope::Read),
+        ("POST", "/api/v1/connectors/t1/app/rebaseline", Scope::Admin),
+        ("GET", "/metrics", Scope::Read),
+        ("GET", "/openapi.json", Scope::Read),
+        ("GET", "/api/v1/alerts?format=ocsf", Scope::Read),
+    ];
+    for (method, path, scope) in routes {
+        let call = |token: Option<&str>| {
+            let url = format!("{}{path}", s.base);
+            let mut r = if method == "GET" {
+                ureq::get(&url)
+            } else {
+                ureq::post(&url)
+            };
+            if let Some(t) = token {
+                r = r.set("Authorization", &format!("Bearer {t}"));
+            }
+            status(if method == "GET" {
+                r.call()
+            } else {
+                r.send_string("{\"status\":\"closed\"}")
+            })
+        };
+        assert_eq!(call(None), 401, "{method} {path} without a token");
+        let wrong = if scope == Scope::Read {
+            &wrong_for_read
+        } else {
+            &wrong_for_others
+        };
+        assert_eq!(
+            call(Some(wrong)),
+            403,
+            "{method} {path} with a token lacking {}",
+            scope.name()
+        );
+    }
+    assert_eq!(status(get(&s, "/healthz", None)), 200);
+}
