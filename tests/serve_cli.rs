@@ -32,6 +32,8 @@ fn serve_demo_answers_alerts_and_shuts_down_cleanly() {
             "--demo",
             "--demo-speed",
             "0",
+            "--log-format",
+            "json",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--data-dir",
@@ -68,6 +70,19 @@ fn serve_demo_answers_alerts_and_shuts_down_cleanly() {
     assert!(alerts >= 5, "only {alerts} alerts from the demo");
     // The token is in a private file, never in the log.
     let token = std::fs::read_to_string(data.join("demo-admin-token")).unwrap();
+    let metrics = ureq::get(&format!("{base}/metrics"))
+        .set("Authorization", &format!("Bearer {}", token.trim()))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let events_in: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mailsentry_events_in_total "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -86,6 +101,14 @@ fn serve_demo_answers_alerts_and_shuts_down_cleanly() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(!log.contains(token.trim()), "the token appeared in the log");
     assert!(log.contains("shutting down"), "{log}");
+    // What /metrics counts is what the log says (JSON log lines).
+    let replayed: u64 = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "demo replayed")
+        .and_then(|v| v["fields"]["events"].as_u64())
+        .expect("a JSON log line for the demo replay");
+    assert_eq!(replayed, events_in, "metrics and logs disagree");
     let store = mailsentry_store::Store::open(&data.join("alerts.db")).unwrap();
     assert!(
         store.load_checkpoint("detector").unwrap().is_some(),
