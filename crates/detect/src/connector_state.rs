@@ -33,6 +33,9 @@ pub struct ConnectorBaseline {
     pub keys: ValueCounts,
     /// Items per session.
     pub items: LogHistogram,
+    /// Items per session by hour of the day (tenant-local) the session started.
+    #[serde(default)]
+    pub items_by_hour: Vec<LogHistogram>,
     /// Distinct mailboxes per session.
     pub mailboxes: LogHistogram,
     /// Mailboxes new to this connector (known to the tenant) per session, after learning.

@@ -37,6 +37,9 @@ pub struct ConnectorSummary {
     pub last_seen: chrono::DateTime<chrono::Utc>,
     /// Still in its learning period.
     pub learning: bool,
+    /// How settled its baseline is (0–1): learning time and sessions seen as shares of what
+    /// the learning period asks, multiplied.
+    pub baseline_confidence: f64,
     /// Sessions in the baseline.
     pub sessions_learned: u64,
     /// Sessions held back after alerting.
@@ -278,6 +281,14 @@ impl Detector {
                     last_seen: ts(b.last_seen.max(b.first_seen)),
                     learning: now - b.first_seen < self.config.learning_secs()
                         || b.sessions < self.config.min_sessions,
+                    baseline_confidence: (((now - b.first_seen) as f64
+                        / self.config.learning_secs().max(1) as f64)
+                        .clamp(0.0, 1.0)
+                        * (b.sessions as f64 / self.config.min_sessions.max(1) as f64)
+                            .clamp(0.0, 1.0)
+                        * 100.0)
+                        .round()
+                        / 100.0,
                     sessions_learned: b.sessions,
                     sessions_quarantined: c.quarantined,
                     networks: top(&b.networks),
@@ -1117,6 +1128,11 @@ impl Detector {
             && (session.items > 0 || !session.mailboxes.is_empty())
         {
             b.items.observe(session.items as f64, t, hl);
+            if b.items_by_hour.len() != 24 {
+                b.items_by_hour = vec![Default::default(); 24];
+            }
+            let hour = hour_of_week(session.first, offset) % 24;
+            b.items_by_hour[hour].observe(session.items as f64, t, hl);
             b.mailboxes.observe(session.mailboxes.len() as f64, t, hl);
             if !learning {
                 b.new_targets.observe(session.new_targets as f64, t, hl);

@@ -55,6 +55,9 @@ pub struct Incident {
     /// Per source: ASN and country, when known.
     #[serde(default)]
     pub places: BTreeMap<String, (Option<u32>, Option<String>)>,
+    /// Baseline confidence at the last update.
+    #[serde(default)]
+    pub confidence: Option<f64>,
 }
 
 impl Incident {
@@ -87,11 +90,13 @@ impl Incident {
             event_ids: Vec::new(),
             sources: BTreeMap::new(),
             places: BTreeMap::new(),
+            confidence: None,
         }
     }
 
     fn absorb(&mut self, session: &Session, eval: &Evaluation, now: Secs) {
         self.updated_at = self.updated_at.max(now);
+        self.confidence = Some(eval.confidence);
         self.score = self.score.max(eval.score);
         self.p = self.p.min(eval.p);
         if self.name.is_none() {
@@ -166,6 +171,7 @@ impl Incident {
             connector: AlertConnector {
                 app_id: self.connector.clone(),
                 name: self.name.clone(),
+                baseline_confidence: self.confidence,
                 credential: (!self.keys.is_empty() || !self.thumbprints.is_empty()).then(|| {
                     AlertCredential {
                         key_id: self.keys.iter().next().cloned(),

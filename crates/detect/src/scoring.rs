@@ -53,6 +53,9 @@ pub struct Evaluation {
     pub reasons: Vec<Reason>,
     /// The connector is still learning (only rules may alert).
     pub learning: bool,
+    /// How settled the baseline is: learning time and sessions seen, each as a share of what
+    /// the learning period asks, multiplied (0–1).
+    pub confidence: f64,
 }
 
 /// Weighted Cauchy combination (Liu & Xie 2020): valid whatever the dependence between
@@ -121,6 +124,8 @@ pub struct PoolRates {
 
 /// How many observations the pooled novelty rate weighs in one connector's estimate.
 const POOL_WEIGHT: f64 = 200.0;
+/// Sessions an hour-of-day volume profile weighs against the connector's overall profile.
+const HOUR_POOL: f64 = 10.0;
 /// Floor for a new address or network inside an ASN the connector already uses.
 const NEW_ADDRESS_IN_KNOWN_ASN_P: f64 = 1e-3;
 
@@ -295,19 +300,46 @@ pub fn evaluate(
     if session.activity == Activity::MailboxAccess {
         // Volume.
         if session.items > 0 && b.items.total(now, hl) > 0.0 {
-            let t = b.items.upper_tail(session.items as f64, now, hl);
+            // The hour's own profile, pooled toward the connector's overall one: an hour with
+            // few sessions borrows the overall tail.
+            let overall = b.items.upper_tail(session.items as f64, now, hl);
+            let hour = hour_of_week(session.first, utc_offset_secs) % 24;
+            let slot = b
+                .items_by_hour
+                .get(hour)
+                .map(|h| h.upper_tail(session.items as f64, now, hl));
+            let (p, shown, at_hour) = match slot {
+                Some(s) if s.total > 0.0 => {
+                    let p = (s.total * s.p + HOUR_POOL * overall.p) / (s.total + HOUR_POOL);
+                    if s.total >= HOUR_POOL {
+                        (p, s, true)
+                    } else {
+                        (p, overall, false)
+                    }
+                }
+                _ => (overall.p, overall, false),
+            };
             signals.push(Signal {
                 id: "volume.items",
-                p: t.p,
+                p,
                 weight: 0.12,
-                summary: format!(
-                    "{} items read in one session; this connector's sessions read {} typically, {} at the 99th percentile",
-                    session.items,
-                    fmt_count(t.median),
-                    fmt_count(t.p99)
-                ),
+                summary: if at_hour {
+                    format!(
+                        "{} items read in one session at {hour:02}:00 local; at that hour this connector's sessions read {} typically, {} at the 99th percentile",
+                        session.items,
+                        fmt_count(shown.median),
+                        fmt_count(shown.p99)
+                    )
+                } else {
+                    format!(
+                        "{} items read in one session; this connector's sessions read {} typically, {} at the 99th percentile",
+                        session.items,
+                        fmt_count(shown.median),
+                        fmt_count(shown.p99)
+                    )
+                },
                 observed: session.items.to_string(),
-                baseline: format!("median {}, p99 {}", fmt_count(t.median), fmt_count(t.p99)),
+                baseline: format!("median {}, p99 {}", fmt_count(shown.median), fmt_count(shown.p99)),
             });
         }
         if !session.mailboxes.is_empty() && b.mailboxes.total(now, hl) > 0.0 {
@@ -568,11 +600,17 @@ pub fn evaluate(
         weight: (contrib(s) / total_contrib * 1000.0).round() / 1000.0,
         p_value: s.p,
     }));
+    let confidence = ((age as f64 / config.learning_secs().max(1) as f64).clamp(0.0, 1.0)
+        * (b.sessions as f64 / config.min_sessions.max(1) as f64).clamp(0.0, 1.0)
+        * 100.0)
+        .round()
+        / 100.0;
     Evaluation {
         p: combined,
         score,
         reasons,
         learning,
+        confidence,
     }
 }
 

@@ -405,6 +405,8 @@ fn declared_vendor_ranges_and_keys_sharpen_detection_from_the_first_day() {
         "{signals:?}"
     );
     assert_eq!(alerts[0].connector.name.as_deref(), Some("Backup"));
+    // On its first day the connector's baseline is barely formed, and the alert says so.
+    assert!(alerts[0].connector.baseline_confidence.unwrap() < 0.1);
     assert_eq!(alerts[0].severity, Severity::High);
     // The analyst says false positive: the source is suppressed and learned, so the same use a
     // day later raises nothing new.

@@ -57,6 +57,10 @@ pub struct AlertConnector {
     /// Credential used, when known from the sign-in join.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<AlertCredential>,
+    /// How settled the connector's baseline was (0 new … 1 past its learning period with enough
+    /// sessions); below 1 only hard facts could raise the alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_confidence: Option<f64>,
 }
 
 /// A credential.

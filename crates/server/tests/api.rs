@@ -379,6 +379,7 @@ fn connectors_view_and_admin_only_rebaseline() {
     assert_eq!(item["tenant_id"], "t1");
     assert_eq!(item["connector"], "app-1");
     assert_eq!(item["learning"], true);
+    assert!(item["baseline_confidence"].as_f64().unwrap() < 1.0);
     let post = |token: &str, path: &str| {
         status(
             ureq::post(&format!("{}{path}", s.base))

@@ -16,6 +16,7 @@ fn alert(id: &str, score: u8) -> Alert {
             app_id: "app".into(),
             name: None,
             credential: None,
+            baseline_confidence: None,
         },
         session: AlertSession::default(),
         score,
