@@ -124,6 +124,15 @@ pub struct PoolRates {
 
 /// How many observations the pooled novelty rate weighs in one connector's estimate.
 const POOL_WEIGHT: f64 = 200.0;
+/// How the hours in sentences are named: tenant-local when a zone or offset is configured.
+fn clock_name(offset: i64, config: &DetectConfig) -> &'static str {
+    if offset == 0 && config.tenant_zones.is_empty() && config.utc_offset_secs == 0 {
+        "UTC"
+    } else {
+        "tenant-local time"
+    }
+}
+
 /// Sessions an hour-of-day volume profile weighs against the connector's overall profile.
 const HOUR_POOL: f64 = 10.0;
 /// Floor for a new address or network inside an ASN the connector already uses.
@@ -325,8 +334,9 @@ pub fn evaluate(
                 weight: 0.12,
                 summary: if at_hour {
                     format!(
-                        "{} items read in one session at {hour:02}:00 local; at that hour this connector's sessions read {} typically, {} at the 99th percentile",
+                        "{} items read in one session at {hour:02}:00 {}; at that hour this connector's sessions read {} typically, {} at the 99th percentile",
                         session.items,
+                        clock_name(utc_offset_secs, config),
                         fmt_count(shown.median),
                         fmt_count(shown.p99)
                     )
