@@ -35,7 +35,7 @@ enum Command {
     /// native JSON lines (stdout unless --alerts-out); a summary goes to stderr.
     Replay(ReplayArgs),
     /// Run the service: event ingest, detector, alert store, API, feed and web UI.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -68,6 +68,22 @@ struct ServeArgs {
     /// Largest accepted request body, bytes.
     #[arg(long, default_value_t = mailsentry_server::DEFAULT_MAX_BODY)]
     max_body: usize,
+    /// Read this Entra tenant's audit log from the Office 365 Management Activity API (app
+    /// `--m365-client-id`, secret in `MAILSENTRY_M365_CLIENT_SECRET`).
+    #[arg(long, requires = "m365_client_id")]
+    m365_tenant: Option<String>,
+    /// The app (client) id for the Management Activity API.
+    #[arg(long, requires = "m365_tenant")]
+    m365_client_id: Option<String>,
+    /// Management Activity API base URL (sovereign clouds differ).
+    #[arg(long, default_value = "https://manage.office.com")]
+    m365_api_base: String,
+    /// Token endpoint (default: the commercial cloud's for the tenant).
+    #[arg(long)]
+    m365_token_url: Option<String>,
+    /// Seconds between Management Activity API polls.
+    #[arg(long, default_value_t = 300)]
+    m365_poll_secs: u64,
     /// Push every alert change to this webhook (signed with `MAILSENTRY_WEBHOOK_SECRET`).
     #[arg(long)]
     webhook: Option<String>,
@@ -207,7 +223,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => decode(args),
         Command::Simulate(args) => simulate(args),
         Command::Replay(args) => replay(args),
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Token(TokenCommand::Create { scope, name, data }) => {
             token_create(&scope, &name, &data)
         }
@@ -594,6 +610,17 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     runtime.block_on(async move {
         let pipeline =
             mailsentry_pipeline::Pipeline::start(config, Arc::new(enrichment), store.clone(), 64)?;
+        if let (Some(tenant), Some(client)) = (&args.m365_tenant, &args.m365_client_id) {
+            let secret = std::env::var("MAILSENTRY_M365_CLIENT_SECRET")
+                .context("--m365-tenant needs MAILSENTRY_M365_CLIENT_SECRET")?;
+            let mut m365 = mailsentry_pipeline::management_api_source::ManagementApiConfig::commercial(tenant, client, &secret);
+            m365.api_base = args.m365_api_base.clone();
+            if let Some(url) = &args.m365_token_url {
+                m365.token_url = url.clone();
+            }
+            pipeline.start_management_api(m365, store.clone(), std::time::Duration::from_secs(args.m365_poll_secs.max(10)))?;
+            tracing::info!(tenant = %tenant, "Management Activity API source started");
+        }
         let mut sinks = Vec::new();
         if let Some(url) = &args.webhook {
             let secret = std::env::var("MAILSENTRY_WEBHOOK_SECRET")

@@ -3,6 +3,7 @@
 //! alerts that are new or changed are committed to the store; the detector's state is
 //! checkpointed to the store periodically and at shutdown, and restored at start.
 
+pub mod management_api_source;
 pub mod sinks;
 
 use mailsentry_detect::{DetectConfig, Detector, Enrichment};
@@ -273,6 +274,47 @@ impl Pipeline {
             .await
             .map_err(|_| PipelineError::Stopped)?;
         wait.await.map_err(|_| PipelineError::Stopped)
+    }
+
+    /// [`Pipeline::send`] from a plain thread (sources that poll with blocking I/O).
+    pub fn send_blocking(&self, events: Vec<Event>) -> Result<(), PipelineError> {
+        let n = events.len() as u64;
+        self.tx
+            .blocking_send(Msg::Events(events))
+            .map_err(|_| PipelineError::Stopped)?;
+        self.metrics.events_in.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Polls the Management Activity API every `every` on its own thread and feeds the events
+    /// in; errors are logged and retried at the next poll (the cursor is only advanced past
+    /// windows read completely).
+    pub fn start_management_api(
+        &self,
+        config: management_api_source::ManagementApiConfig,
+        store: Arc<Store>,
+        every: std::time::Duration,
+    ) -> Result<(), PipelineError> {
+        let mut source = management_api_source::ManagementApiSource::new(config, store)
+            .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
+        let pipeline = self.clone();
+        std::thread::Builder::new()
+            .name("management-api".into())
+            .spawn(move || loop {
+                match source.poll(chrono::Utc::now()) {
+                    Ok(events) => {
+                        let n = events.len();
+                        if !events.is_empty() && pipeline.send_blocking(events).is_err() {
+                            return;
+                        }
+                        tracing::info!(events = n, blobs = source.stats.blobs, duplicates = source.stats.duplicates, expired = source.stats.expired, "management API polled");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "management API poll failed; retrying at the next poll"),
+                }
+                std::thread::sleep(every);
+            })
+            .expect("spawn source thread");
+        Ok(())
     }
 
     /// Waits until everything sent so far is processed and its alerts committed.
