@@ -68,6 +68,10 @@ struct ServeArgs {
     /// Largest accepted request body, bytes.
     #[arg(long, default_value_t = mailsentry_server::DEFAULT_MAX_BODY)]
     max_body: usize,
+    /// Tail a directory of line-oriented logs (NDJSON, IIS W3C, EWS / Purview CSV) dropped by a
+    /// collector, with positions checkpointed; repeatable.
+    #[arg(long)]
+    tail: Vec<PathBuf>,
     /// Read this Entra tenant's audit log from the Office 365 Management Activity API (app
     /// `--m365-client-id`, secret in `MAILSENTRY_M365_CLIENT_SECRET`).
     #[arg(long, requires = "m365_client_id")]
@@ -620,6 +624,10 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             }
             pipeline.start_management_api(m365, store.clone(), std::time::Duration::from_secs(args.m365_poll_secs.max(10)))?;
             tracing::info!(tenant = %tenant, "Management Activity API source started");
+        }
+        for dir in &args.tail {
+            pipeline.start_tail(dir.clone(), store.clone(), std::time::Duration::from_secs(2))?;
+            tracing::info!(dir = %dir.display(), "tailing");
         }
         let mut sinks = Vec::new();
         if let Some(url) = &args.webhook {

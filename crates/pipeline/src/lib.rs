@@ -3,6 +3,7 @@
 //! alerts that are new or changed are committed to the store; the detector's state is
 //! checkpointed to the store periodically and at shutdown, and restored at start.
 
+pub mod directory_tail;
 pub mod management_api_source;
 pub mod sinks;
 
@@ -314,6 +315,39 @@ impl Pipeline {
                 std::thread::sleep(every);
             })
             .expect("spawn source thread");
+        Ok(())
+    }
+
+    /// Tails a directory on its own thread, polling every `every`.
+    pub fn start_tail(
+        &self,
+        dir: PathBuf,
+        store: Arc<Store>,
+        every: std::time::Duration,
+    ) -> Result<(), PipelineError> {
+        let mut tail = directory_tail::DirectoryTail::new(&dir, store)?;
+        let pipeline = self.clone();
+        std::thread::Builder::new()
+            .name("tail".into())
+            .spawn(move || loop {
+                let mut stats = directory_tail::TailStats::default();
+                match tail.poll(&mut stats) {
+                    Ok(events) => {
+                        for _ in 0..stats.rejected {
+                            pipeline.metrics.reject("tailed_record");
+                        }
+                        if !events.is_empty() {
+                            tracing::info!(dir = %dir.display(), events = events.len(), files = stats.files, "tailed");
+                            if pipeline.send_blocking(events).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "tail checkpoint failed"),
+                }
+                std::thread::sleep(every);
+            })
+            .expect("spawn tail thread");
         Ok(())
     }
 
