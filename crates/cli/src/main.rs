@@ -68,6 +68,11 @@ struct ServeArgs {
     /// Largest accepted request body, bytes.
     #[arg(long, default_value_t = mailsentry_server::DEFAULT_MAX_BODY)]
     max_body: usize,
+    /// Keep alerts in PostgreSQL (connection string in `MAILSENTRY_POSTGRES`, e.g.
+    /// `host=db user=mailsentry dbname=mailsentry`) instead of SQLite, so several instances share
+    /// one feed and one UI.
+    #[arg(long)]
+    postgres: bool,
     /// Tail a directory of line-oriented logs (NDJSON, IIS W3C, EWS / Purview CSV) dropped by a
     /// collector, with positions checkpointed; repeatable.
     #[arg(long)]
@@ -591,7 +596,18 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    let store = Arc::new(open_store(&args.data)?);
+    let store: Arc<dyn mailsentry_store::AlertStore> = if args.postgres {
+        let params =
+            std::env::var("MAILSENTRY_POSTGRES").context("--postgres needs MAILSENTRY_POSTGRES")?;
+        Arc::new(
+            mailsentry_store::postgres_store::PgStore::connect(&params)
+                .context("connecting to PostgreSQL")?,
+        )
+    } else {
+        Arc::new(open_store(&args.data)?)
+    };
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("creating {}", args.data.display()))?;
     let bootstrap_token = std::env::var("MAILSENTRY_BOOTSTRAP_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());

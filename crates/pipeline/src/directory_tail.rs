@@ -10,7 +10,7 @@ use mailsentry_events::Event;
 use mailsentry_ingest::{
     collect_input_files, decode_bytes, sniff_format, DecodeOptions, Decoded, InputFormat,
 };
-use mailsentry_store::Store;
+use mailsentry_store::AlertStore;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -49,7 +49,7 @@ pub struct TailStats {
 /// The tail of one directory.
 pub struct DirectoryTail {
     dir: PathBuf,
-    store: Arc<Store>,
+    store: Arc<dyn AlertStore>,
     files: BTreeMap<String, FileState>,
     key: String,
 }
@@ -66,7 +66,10 @@ fn fingerprint(path: &Path, len: u64) -> std::io::Result<u64> {
 
 impl DirectoryTail {
     /// A tail of `dir` whose positions live in `store`.
-    pub fn new(dir: &Path, store: Arc<Store>) -> Result<Self, mailsentry_store::StoreError> {
+    pub fn new(
+        dir: &Path,
+        store: Arc<dyn AlertStore>,
+    ) -> Result<Self, mailsentry_store::StoreError> {
         let key = format!("source:tail:{}", dir.display());
         let files = store
             .load_checkpoint(&key)?

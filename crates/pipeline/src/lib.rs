@@ -10,7 +10,7 @@ pub mod sinks;
 use mailsentry_detect::{DetectConfig, Detector, Enrichment};
 use mailsentry_events::Event;
 use mailsentry_ingest::{DecodeOptions, Decoded, MergedEvents};
-use mailsentry_store::Store;
+use mailsentry_store::AlertStore;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -106,7 +106,7 @@ impl Pipeline {
     pub fn start(
         config: DetectConfig,
         enrichment: Arc<Enrichment>,
-        store: Arc<Store>,
+        store: Arc<dyn AlertStore>,
         capacity: usize,
     ) -> Result<Pipeline, PipelineError> {
         Self::start_with_checkpoints(
@@ -123,7 +123,7 @@ impl Pipeline {
     pub fn start_with_checkpoints(
         config: DetectConfig,
         enrichment: Arc<Enrichment>,
-        store: Arc<Store>,
+        store: Arc<dyn AlertStore>,
         capacity: usize,
         checkpoint_every: std::time::Duration,
     ) -> Result<Pipeline, PipelineError> {
@@ -293,7 +293,7 @@ impl Pipeline {
     pub fn start_management_api(
         &self,
         config: management_api_source::ManagementApiConfig,
-        store: Arc<Store>,
+        store: Arc<dyn AlertStore>,
         every: std::time::Duration,
     ) -> Result<(), PipelineError> {
         let mut source = management_api_source::ManagementApiSource::new(config, store)
@@ -322,7 +322,7 @@ impl Pipeline {
     pub fn start_tail(
         &self,
         dir: PathBuf,
-        store: Arc<Store>,
+        store: Arc<dyn AlertStore>,
         every: std::time::Duration,
     ) -> Result<(), PipelineError> {
         let mut tail = directory_tail::DirectoryTail::new(&dir, store)?;

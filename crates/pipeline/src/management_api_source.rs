@@ -7,7 +7,7 @@
 
 use mailsentry_events::Event;
 use mailsentry_ingest::{decode_bytes, DecodeOptions, Decoded};
-use mailsentry_store::Store;
+use mailsentry_store::AlertStore;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -106,7 +106,7 @@ struct ContentItem {
 /// The source.
 pub struct ManagementApiSource {
     config: ManagementApiConfig,
-    store: Arc<Store>,
+    store: Arc<dyn AlertStore>,
     agent: ureq::Agent,
     token: Option<(String, Instant)>,
     cursor: Cursor,
@@ -122,7 +122,10 @@ enum Outcome {
 
 impl ManagementApiSource {
     /// A source whose cursor lives in `store`.
-    pub fn new(config: ManagementApiConfig, store: Arc<Store>) -> Result<Self, SourceError> {
+    pub fn new(
+        config: ManagementApiConfig,
+        store: Arc<dyn AlertStore>,
+    ) -> Result<Self, SourceError> {
         let cursor: Cursor = store
             .load_checkpoint(CURSOR)?
             .and_then(|b| serde_json::from_slice(&b).ok())

@@ -8,7 +8,7 @@
 //! - Splunk HTTP Event Collector: `POST /services/collector/event` with `Authorization: Splunk`.
 
 use hmac::{Hmac, Mac};
-use mailsentry_store::{Store, StoredAlert};
+use mailsentry_store::{AlertStore, StoredAlert};
 use sha2::Sha256;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -103,7 +103,7 @@ fn cursor_key(name: &str) -> String {
     format!("sink-cursor:{name}")
 }
 
-fn load_cursor(store: &Store, name: &str) -> u64 {
+fn load_cursor(store: &dyn AlertStore, name: &str) -> u64 {
     store
         .load_checkpoint(&cursor_key(name))
         .ok()
@@ -234,7 +234,7 @@ impl SinkHandle {
 /// server's formatter, passed in to keep the crate graph one-way).
 pub fn start_sink(
     sink: Sink,
-    store: Arc<Store>,
+    store: Arc<dyn AlertStore>,
     cef: fn(&mailsentry_events::Alert) -> String,
     poll: Duration,
 ) -> SinkHandle {
@@ -249,7 +249,7 @@ pub fn start_sink(
                 syslog_tls: None,
                 agent: ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build(),
             };
-            let mut cursor = load_cursor(&store, &sink.name);
+            let mut cursor = load_cursor(store.as_ref(), &sink.name);
             let mut backoff = Duration::from_millis(200);
             while !flag.load(Ordering::Relaxed) {
                 let page = match store.feed(cursor, 100) {

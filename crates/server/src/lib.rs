@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use mailsentry_ingest::{decode_bytes, DecodeOptions, Decoded};
 use mailsentry_pipeline::Pipeline;
-use mailsentry_store::{allows, token_matches, Scope, Store, Triage};
+use mailsentry_store::{allows, token_matches, AlertStore, Scope, Triage};
 use serde::Deserialize;
 use serde_json::json;
 use std::fmt::Write as _;
@@ -31,7 +31,7 @@ pub const DEFAULT_MAX_BODY: usize = 32 << 20;
 /// What the handlers share.
 pub struct AppState {
     /// The store.
-    pub store: Arc<Store>,
+    pub store: Arc<dyn AlertStore>,
     /// The pipeline.
     pub pipeline: Pipeline,
     /// `MAILSENTRY_BOOTSTRAP_TOKEN`, accepted as an admin token.

@@ -19,6 +19,8 @@ use std::path::Path;
 use std::sync::Mutex;
 use subtle::ConstantTimeEq;
 
+pub mod postgres_store;
+
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -130,12 +132,97 @@ pub struct StoreCounts {
     pub sequence: u64,
 }
 
+/// What the service needs from an alert store. [`Store`] (SQLite) is the default;
+/// [`postgres_store::PgStore`] lets several instances share one feed and one UI.
+pub trait AlertStore: Send + Sync {
+    /// See [`Store::upsert_alerts`].
+    fn upsert_alerts(&self, alerts: &[Alert]) -> Result<usize>;
+    /// See [`Store::feed`].
+    fn feed(&self, cursor: u64, limit: usize) -> Result<FeedPage>;
+    /// See [`Store::get`].
+    fn get(&self, id: &str) -> Result<Option<StoredAlert>>;
+    /// See [`Store::triage`].
+    fn triage(&self, id: &str, t: &Triage, actor: &str) -> Result<Option<StoredAlert>>;
+    /// See [`Store::create_token`].
+    fn create_token(&self, name: &str, scopes: &[Scope]) -> Result<String>;
+    /// See [`Store::token_scopes`].
+    fn token_scopes(&self, presented: &str) -> Result<Option<Vec<Scope>>>;
+    /// See [`Store::save_checkpoint`].
+    fn save_checkpoint(&self, name: &str, data: &[u8]) -> Result<()>;
+    /// See [`Store::load_checkpoint`].
+    fn load_checkpoint(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// See [`Store::counts`].
+    fn counts(&self) -> Result<StoreCounts>;
+}
+
+impl AlertStore for Store {
+    fn upsert_alerts(&self, alerts: &[Alert]) -> Result<usize> {
+        Store::upsert_alerts(self, alerts)
+    }
+    fn feed(&self, cursor: u64, limit: usize) -> Result<FeedPage> {
+        Store::feed(self, cursor, limit)
+    }
+    fn get(&self, id: &str) -> Result<Option<StoredAlert>> {
+        Store::get(self, id)
+    }
+    fn triage(&self, id: &str, t: &Triage, actor: &str) -> Result<Option<StoredAlert>> {
+        Store::triage(self, id, t, actor)
+    }
+    fn create_token(&self, name: &str, scopes: &[Scope]) -> Result<String> {
+        Store::create_token(self, name, scopes)
+    }
+    fn token_scopes(&self, presented: &str) -> Result<Option<Vec<Scope>>> {
+        Store::token_scopes(self, presented)
+    }
+    fn save_checkpoint(&self, name: &str, data: &[u8]) -> Result<()> {
+        Store::save_checkpoint(self, name, data)
+    }
+    fn load_checkpoint(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Store::load_checkpoint(self, name)
+    }
+    fn counts(&self) -> Result<StoreCounts> {
+        Store::counts(self)
+    }
+}
+
+/// Checks a triage request; the error names what is wrong.
+pub(crate) fn validate_triage(t: &Triage) -> Result<()> {
+    if !STATUSES.contains(&t.status.as_str()) {
+        return Err(StoreError::Invalid(format!(
+            "status {:?} is not one of {}",
+            t.status,
+            STATUSES.join(", ")
+        )));
+    }
+    if let Some(l) = &t.label {
+        if !LABELS.contains(&l.as_str()) {
+            return Err(StoreError::Invalid(format!(
+                "label {l:?} is not one of {}",
+                LABELS.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A new random token (`mst_` + 32 random bytes, base64url).
+pub(crate) fn new_token() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut raw = [0u8; 32];
+    rand::rng().fill_bytes(&mut raw);
+    format!(
+        "mst_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    )
+}
+
 /// The store.
 pub struct Store {
     conn: Mutex<Connection>,
 }
 
-fn sha256_hex(s: &str) -> String {
+pub(crate) fn sha256_hex(s: &str) -> String {
     let digest = Sha256::digest(s.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -150,7 +237,7 @@ pub fn token_matches(presented: &str, known: &str) -> bool {
 
 /// The part of an alert that the detector owns (everything but triage and wall time), to tell
 /// a real change from a re-emission.
-fn detector_view(a: &Alert) -> String {
+pub(crate) fn detector_view(a: &Alert) -> String {
     let mut copy = a.clone();
     copy.status = String::new();
     copy.label = None;
@@ -314,21 +401,7 @@ impl Store {
     /// Records a triage action by `actor`; the alert takes a new feed sequence. `None` when
     /// there is no such alert.
     pub fn triage(&self, id: &str, t: &Triage, actor: &str) -> Result<Option<StoredAlert>> {
-        if !STATUSES.contains(&t.status.as_str()) {
-            return Err(StoreError::Invalid(format!(
-                "status {:?} is not one of {}",
-                t.status,
-                STATUSES.join(", ")
-            )));
-        }
-        if let Some(l) = &t.label {
-            if !LABELS.contains(&l.as_str()) {
-                return Err(StoreError::Invalid(format!(
-                    "label {l:?} is not one of {}",
-                    LABELS.join(", ")
-                )));
-            }
-        }
+        validate_triage(t)?;
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let row: Option<String> = tx
@@ -372,19 +445,12 @@ impl Store {
     /// Creates an API token with `scopes`; returns the token, which is not stored (only its
     /// SHA-256 hash is).
     pub fn create_token(&self, name: &str, scopes: &[Scope]) -> Result<String> {
-        use base64::Engine;
-        use rand::RngCore;
         if scopes.is_empty() {
             return Err(StoreError::Invalid(
                 "a token needs at least one scope".into(),
             ));
         }
-        let mut raw = [0u8; 32];
-        rand::rng().fill_bytes(&mut raw);
-        let token = format!(
-            "mst_{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-        );
+        let token = new_token();
         let names: Vec<&str> = scopes.iter().map(|s| s.name()).collect();
         self.conn().execute(
             "INSERT INTO tokens (hash, name, scopes, created_at) VALUES (?1, ?2, ?3, ?4)",

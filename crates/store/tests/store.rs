@@ -3,6 +3,9 @@
 
 use chrono::{TimeZone, Utc};
 use mailsentry_events::{Alert, AlertConnector, AlertSession, Evidence, Severity};
+mod common;
+use common as common_scenarios;
+
 use mailsentry_store::{allows, Scope, Store, Triage};
 
 fn alert(id: &str, score: u8) -> Alert {
@@ -137,4 +140,14 @@ fn checkpoints_round_trip() {
     );
     let counts = store.counts().unwrap();
     assert_eq!(counts.sequence, 0);
+}
+
+#[test]
+fn sqlite_store_passes_the_shared_scenarios() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("shared.db")).unwrap();
+    common_scenarios::feed(&store);
+    common_scenarios::triage(&store);
+    common_scenarios::tokens(&store);
+    common_scenarios::checkpoints(&store);
 }
