@@ -84,6 +84,13 @@ struct ServeArgs {
     /// The app (client) id for the Management Activity API.
     #[arg(long, requires = "m365_tenant")]
     m365_client_id: Option<String>,
+    /// Authenticate to the Management Activity API with this certificate (PEM) instead of a
+    /// secret; needs --m365-key.
+    #[arg(long, requires = "m365_key")]
+    m365_cert: Option<PathBuf>,
+    /// The RSA private key (PEM) of --m365-cert.
+    #[arg(long, requires = "m365_cert")]
+    m365_key: Option<PathBuf>,
     /// Management Activity API base URL (sovereign clouds differ).
     #[arg(long, default_value = "https://manage.office.com")]
     m365_api_base: String,
@@ -631,9 +638,19 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         let pipeline =
             mailsentry_pipeline::Pipeline::start(config, Arc::new(enrichment), store.clone(), 64)?;
         if let (Some(tenant), Some(client)) = (&args.m365_tenant, &args.m365_client_id) {
-            let secret = std::env::var("MAILSENTRY_M365_CLIENT_SECRET")
-                .context("--m365-tenant needs MAILSENTRY_M365_CLIENT_SECRET")?;
-            let mut m365 = mailsentry_pipeline::management_api_source::ManagementApiConfig::commercial(tenant, client, &secret);
+            use mailsentry_pipeline::management_api_source::{ClientCredential, ManagementApiConfig};
+            let credential = match (&args.m365_cert, &args.m365_key) {
+                (Some(cert), Some(key)) => ClientCredential::Certificate {
+                    cert_pem: cert.clone(),
+                    key_pem: key.clone(),
+                },
+                _ => ClientCredential::Secret(
+                    std::env::var("MAILSENTRY_M365_CLIENT_SECRET")
+                        .context("--m365-tenant needs --m365-cert/--m365-key or MAILSENTRY_M365_CLIENT_SECRET")?,
+                ),
+            };
+            let mut m365 = ManagementApiConfig::commercial(tenant, client, "");
+            m365.credential = credential;
             m365.api_base = args.m365_api_base.clone();
             if let Some(url) = &args.m365_token_url {
                 m365.token_url = url.clone();

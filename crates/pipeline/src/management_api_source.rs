@@ -20,8 +20,8 @@ pub struct ManagementApiConfig {
     pub tenant_id: String,
     /// App (client) id.
     pub client_id: String,
-    /// Client secret.
-    pub client_secret: String,
+    /// How the app proves itself.
+    pub credential: ClientCredential,
     /// Token endpoint (sovereign clouds differ).
     pub token_url: String,
     /// API base (`https://manage.office.com`, or a sovereign cloud's).
@@ -30,6 +30,23 @@ pub struct ManagementApiConfig {
     pub content_types: Vec<String>,
     /// How far back to start on the first run (at most 7 days: the API's limit).
     pub lookback: Duration,
+    /// Blobs downloaded at once.
+    pub max_concurrent_downloads: usize,
+}
+
+/// The app's credential for the client-credentials grant.
+#[derive(Debug, Clone)]
+pub enum ClientCredential {
+    /// A client secret.
+    Secret(String),
+    /// A certificate: PEM certificate (its SHA-1 thumbprint goes in the assertion's `x5t`) and
+    /// its RSA private key (PEM), used to sign a client assertion (RS256 JWT).
+    Certificate {
+        /// Certificate PEM file.
+        cert_pem: std::path::PathBuf,
+        /// Private key PEM file.
+        key_pem: std::path::PathBuf,
+    },
 }
 
 impl ManagementApiConfig {
@@ -38,7 +55,7 @@ impl ManagementApiConfig {
         ManagementApiConfig {
             tenant_id: tenant_id.to_owned(),
             client_id: client_id.to_owned(),
-            client_secret: client_secret.to_owned(),
+            credential: ClientCredential::Secret(client_secret.to_owned()),
             token_url: format!("https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token"),
             api_base: "https://manage.office.com".into(),
             content_types: vec![
@@ -47,8 +64,58 @@ impl ManagementApiConfig {
                 "Audit.General".into(),
             ],
             lookback: Duration::from_secs(24 * 3600),
+            max_concurrent_downloads: 4,
         }
     }
+}
+
+/// A signed client assertion (RFC 7523) for the token endpoint.
+fn client_assertion(
+    config: &ManagementApiConfig,
+    cert_pem: &std::path::Path,
+    key_pem: &std::path::Path,
+) -> Result<String, SourceError> {
+    use base64::Engine;
+    use sha1::Digest;
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| SourceError::Api(format!("{}: {e}", p.display())))
+    };
+    let cert = rustls_pemfile::certs(&mut &read(cert_pem)?[..])
+        .next()
+        .and_then(Result::ok)
+        .ok_or_else(|| SourceError::Api(format!("{}: no certificate", cert_pem.display())))?;
+    let thumbprint = sha1::Sha1::digest(cert.as_ref());
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.x5t = Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(thumbprint));
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({
+        "aud": config.token_url,
+        "iss": config.client_id,
+        "sub": config.client_id,
+        "jti": format!("{:016x}{:016x}", rand_u64(), rand_u64()),
+        "nbf": now,
+        "exp": now + 600,
+    });
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&read(key_pem)?).map_err(|e| {
+        SourceError::Api(format!(
+            "{}: not an RSA private key: {e}",
+            key_pem.display()
+        ))
+    })?;
+    jsonwebtoken::encode(&header, &claims, &key)
+        .map_err(|e| SourceError::Api(format!("signing the client assertion: {e}")))
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
 }
 
 /// What a poll did.
@@ -151,16 +218,30 @@ impl ManagementApiSource {
             }
         }
         let resource = format!("{}/.default", self.config.api_base.trim_end_matches('/'));
-        let resp = self
-            .agent
-            .post(&self.config.token_url)
-            .send_form(&[
+        let request = self.agent.post(&self.config.token_url);
+        let result = match &self.config.credential {
+            ClientCredential::Secret(secret) => request.send_form(&[
                 ("grant_type", "client_credentials"),
                 ("client_id", &self.config.client_id),
-                ("client_secret", &self.config.client_secret),
+                ("client_secret", secret),
                 ("scope", &resource),
-            ])
-            .map_err(|e| SourceError::Api(format!("token endpoint: {}", short_error(e))))?;
+            ]),
+            ClientCredential::Certificate { cert_pem, key_pem } => {
+                let assertion = client_assertion(&self.config, cert_pem, key_pem)?;
+                request.send_form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &self.config.client_id),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", &assertion),
+                    ("scope", &resource),
+                ])
+            }
+        };
+        let resp =
+            result.map_err(|e| SourceError::Api(format!("token endpoint: {}", short_error(e))))?;
         #[derive(Deserialize)]
         struct Token {
             access_token: String,
@@ -244,6 +325,58 @@ impl ManagementApiSource {
         )))
     }
 
+    /// Downloads blobs, `max_concurrent_downloads` at a time, in listing order. A download
+    /// that fails in parallel (throttled, token expired) is retried through [`Self::call`].
+    fn download_all(
+        &mut self,
+        items: &[ContentItem],
+    ) -> Result<Vec<(String, Vec<u8>)>, SourceError> {
+        let token = self.token()?;
+        let width = self.config.max_concurrent_downloads.max(1);
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(width) {
+            let agent = &self.agent;
+            let token = &token;
+            let results: Vec<Option<Vec<u8>>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|item| {
+                        scope.spawn(move || {
+                            let resp = agent
+                                .get(&item.uri)
+                                .set("Authorization", &format!("Bearer {token}"))
+                                .call()
+                                .ok()?;
+                            let mut bytes = Vec::new();
+                            std::io::Read::read_to_end(&mut resp.into_reader(), &mut bytes).ok()?;
+                            Some(bytes)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().ok().flatten())
+                    .collect()
+            });
+            for (item, result) in chunk.iter().zip(results) {
+                let bytes = match result {
+                    Some(b) => b,
+                    None => match self.call("GET", &item.uri)? {
+                        Outcome::Ok(r) => {
+                            let mut bytes = Vec::new();
+                            std::io::Read::read_to_end(&mut r.into_reader(), &mut bytes)
+                                .map_err(|e| SourceError::Api(e.to_string()))?;
+                            bytes
+                        }
+                        Outcome::NoSubscription => continue,
+                    },
+                };
+                out.push((item.uri.clone(), bytes));
+            }
+        }
+        Ok(out)
+    }
+
     fn feed_url(&self, path: &str) -> String {
         format!(
             "{}/api/v1.0/{}/activity/feed/{path}",
@@ -302,21 +435,19 @@ impl ManagementApiSource {
                             .map_err(|e| SourceError::Api(e.to_string()))?,
                     )
                     .map_err(|e| SourceError::Api(format!("content list: {e}")))?;
-                    for item in items {
-                        if item.expiration.is_some_and(|x| x < now) {
-                            self.stats.expired += 1;
-                            continue;
-                        }
-                        let blob = match self.call("GET", &item.uri)? {
-                            Outcome::Ok(r) => *r,
-                            Outcome::NoSubscription => continue,
-                        };
-                        let mut bytes = Vec::new();
-                        std::io::Read::read_to_end(&mut blob.into_reader(), &mut bytes)
-                            .map_err(|e| SourceError::Api(e.to_string()))?;
+                    let live: Vec<ContentItem> = items
+                        .into_iter()
+                        .filter(|item| {
+                            let expired = item.expiration.is_some_and(|x| x < now);
+                            if expired {
+                                self.stats.expired += 1;
+                            }
+                            !expired
+                        })
+                        .collect();
+                    for (uri, bytes) in self.download_all(&live)? {
                         self.stats.blobs += 1;
-                        let (items, stats) =
-                            decode_bytes(&item.uri, &bytes, DecodeOptions::default());
+                        let (items, stats) = decode_bytes(&uri, &bytes, DecodeOptions::default());
                         self.stats.rejected += stats.rejected_total();
                         for d in items {
                             if let Decoded::Event(e) = d {

@@ -7,7 +7,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use mailsentry_pipeline::management_api_source::{ManagementApiConfig, ManagementApiSource};
+use mailsentry_pipeline::management_api_source::{
+    ClientCredential, ManagementApiConfig, ManagementApiSource,
+};
 use mailsentry_store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -21,6 +23,9 @@ struct Fake {
     general_started: AtomicBool,
     throttled_once: AtomicBool,
     expired_token_once: AtomicBool,
+    inflight: AtomicU32,
+    max_inflight: AtomicU32,
+    assertion_x5t: Mutex<Option<String>>,
 }
 
 fn record(id: &str, minute: u32) -> String {
@@ -29,9 +34,32 @@ fn record(id: &str, minute: u32) -> String {
     )
 }
 
-async fn token(State(f): State<Arc<Fake>>) -> String {
+async fn token(
+    State(f): State<Arc<Fake>>,
+    axum::Form(form): axum::Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(assertion) = form.get("client_assertion") {
+        use base64::Engine;
+        let header = assertion.split('.').next().unwrap_or("");
+        let header: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(header)
+                .unwrap_or_default(),
+        )
+        .unwrap_or_default();
+        if header["alg"] != "RS256"
+            || form.get("client_assertion_type").map(String::as_str)
+                != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        {
+            return StatusCode::BAD_REQUEST.into_response();
+        }
+        *f.assertion_x5t.lock().unwrap() = header["x5t"].as_str().map(str::to_owned);
+    } else if form.get("client_secret").map(String::as_str) != Some("secret") {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
     let n = f.tokens.fetch_add(1, Ordering::SeqCst) + 1;
     format!(r#"{{"token_type":"Bearer","expires_in":3599,"access_token":"tok-{n}"}}"#)
+        .into_response()
 }
 
 async fn start(State(f): State<Arc<Fake>>, Query(q): Query<HashMap<String, String>>) -> StatusCode {
@@ -94,6 +122,10 @@ async fn blob(
     if !authorized(&f, &headers) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
+    let now = f.inflight.fetch_add(1, Ordering::SeqCst) + 1;
+    f.max_inflight.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    f.inflight.fetch_sub(1, Ordering::SeqCst);
     let records = match name.as_str() {
         // Page 2's blob holds the oldest records (out of order).
         "a" => vec![record("r1", 1), record("r2", 2)],
@@ -105,7 +137,7 @@ async fn blob(
     format!("[{}]", records.join(",")).into_response()
 }
 
-fn serve() -> (String, tokio::runtime::Runtime) {
+fn serve() -> (String, tokio::runtime::Runtime, Arc<Fake>) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -127,24 +159,25 @@ fn serve() -> (String, tokio::runtime::Runtime) {
             get(content),
         )
         .route("/blobs/{name}", get(blob))
-        .with_state(fake);
+        .with_state(fake.clone());
     runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (base, runtime)
+    (base, runtime, fake)
 }
 
 #[test]
 fn every_record_once_across_paging_throttling_expiry_and_restart() {
-    let (base, _runtime) = serve();
+    let (base, _runtime, fake) = serve();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("s.db")).unwrap());
     let config = ManagementApiConfig {
         tenant_id: "tenant-1".into(),
         client_id: "client".into(),
-        client_secret: "secret".into(),
+        credential: ClientCredential::Secret("secret".into()),
         token_url: format!("{base}/tenant-1/oauth2/v2.0/token"),
         api_base: base.clone(),
         content_types: vec!["Audit.Exchange".into(), "Audit.General".into()],
         lookback: Duration::from_secs(3600),
+        max_concurrent_downloads: 2,
     };
     let now = chrono::Utc::now();
     let mut source = ManagementApiSource::new(config.clone(), store.clone()).unwrap();
@@ -159,6 +192,11 @@ fn every_record_once_across_paging_throttling_expiry_and_restart() {
     assert_eq!(s.throttled, 1);
     assert_eq!(s.subscriptions_started, 1);
     assert_eq!(s.tokens, 2, "a new token after the 401");
+    assert_eq!(
+        fake.max_inflight.load(Ordering::SeqCst),
+        2,
+        "two downloads at a time"
+    );
 
     // Restarted (a new source on the same store), an hour later: the same blobs are listed
     // again (the fake ignores the window), and nothing is repeated.
@@ -173,4 +211,56 @@ fn every_record_once_across_paging_throttling_expiry_and_restart() {
         again.stats.duplicates, 6,
         "three blobs of two records, all seen"
     );
+}
+
+#[test]
+fn a_certificate_signs_the_client_assertion() {
+    let (base, _runtime, fake) = serve();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=mailsentry-test",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed (.ci/services)")
+        .status
+        .success();
+    assert!(ok);
+    let store = Arc::new(Store::open(&dir.path().join("s.db")).unwrap());
+    let config = ManagementApiConfig {
+        tenant_id: "tenant-1".into(),
+        client_id: "client".into(),
+        credential: ClientCredential::Certificate {
+            cert_pem: cert,
+            key_pem: key,
+        },
+        token_url: format!("{base}/tenant-1/oauth2/v2.0/token"),
+        api_base: base.clone(),
+        content_types: vec!["Audit.AzureActiveDirectory".into()],
+        lookback: Duration::from_secs(3600),
+        max_concurrent_downloads: 4,
+    };
+    let mut source = ManagementApiSource::new(config, store).unwrap();
+    source.poll(chrono::Utc::now()).unwrap();
+    assert!(source.stats.tokens >= 1);
+    let x5t = fake
+        .assertion_x5t
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the assertion names the certificate");
+    assert_eq!(x5t.len(), 27, "base64url SHA-1 thumbprint: {x5t}");
 }
