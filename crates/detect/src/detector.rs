@@ -136,7 +136,9 @@ pub struct Detector {
     #[serde(with = "sessions_as_vec")]
     sessions: FxHashMap<u64, Session>,
     #[serde(skip)]
-    by_key: FxHashMap<SessionKey, Vec<u64>>,
+    /// Open session ids by a hash of their key (the sessions hold the key itself; lookups
+    /// compare it, so a hash collision cannot mix two sources).
+    by_key: FxHashMap<u64, Vec<u64>>,
     next_session: u64,
     deadlines: BinaryHeap<Reverse<(Secs, u64)>>,
     #[serde(with = "crate::pair_keyed")]
@@ -171,6 +173,16 @@ mod sessions_as_vec {
         let v: Vec<Session> = Vec::deserialize(d)?;
         Ok(v.into_iter().map(|s| (s.id, s)).collect())
     }
+}
+
+fn key_hash(key: &SessionKey) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(key.tenant.as_bytes());
+    h.update(&[0]);
+    h.update(key.connector.as_bytes());
+    h.update(&[0]);
+    h.update(key.source.as_bytes());
+    h.digest()
 }
 
 fn mailbox_hash(tenant: &str, mailbox: &str) -> u64 {
@@ -227,7 +239,7 @@ impl Detector {
         ids.sort_unstable();
         for id in ids {
             let key = d.sessions[&id].key.clone();
-            d.by_key.entry(key).or_default().push(id);
+            d.by_key.entry(key_hash(&key)).or_default().push(id);
         }
         Ok(d)
     }
@@ -514,13 +526,13 @@ impl Detector {
         let max = self.config.session_max_secs();
         let touching: Vec<u64> = self
             .by_key
-            .get(&key)
+            .get(&key_hash(&key))
             .map(|ids| {
                 ids.iter()
                     .copied()
                     .filter(|id| {
                         let s = &self.sessions[id];
-                        t >= s.first - gap && t <= s.last + gap
+                        s.key == key && t >= s.first - gap && t <= s.last + gap
                     })
                     .collect()
             })
@@ -592,7 +604,7 @@ impl Detector {
         if !state.is_established(&s.network, t) {
             self.unlearned_open.entry(ck).or_default().insert(id);
         }
-        self.by_key.entry(key).or_default().push(id);
+        self.by_key.entry(key_hash(&key)).or_default().push(id);
         self.sessions.insert(id, s);
         id
     }
@@ -600,10 +612,11 @@ impl Detector {
     /// Takes a session out of every index.
     fn remove_session(&mut self, id: u64) -> Session {
         let s = self.sessions.remove(&id).expect("session exists");
-        if let Some(ids) = self.by_key.get_mut(&s.key) {
+        let h = key_hash(&s.key);
+        if let Some(ids) = self.by_key.get_mut(&h) {
             ids.retain(|x| *x != id);
             if ids.is_empty() {
-                self.by_key.remove(&s.key);
+                self.by_key.remove(&h);
             }
         }
         let ck = (s.key.tenant.clone(), s.key.connector.clone());

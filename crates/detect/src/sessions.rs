@@ -64,15 +64,15 @@ pub struct Session {
     /// Mailboxes (hashed).
     pub mailboxes: BTreeSet<u64>,
     /// A few mailbox names, for the analyst.
-    pub mailbox_names: BTreeSet<String>,
+    pub mailbox_names: Vec<String>,
     /// Mailboxes new to the connector but known to the tenant.
     pub new_targets: u64,
     /// User agents.
-    pub agents: BTreeSet<String>,
+    pub agents: Vec<String>,
     /// Credential key ids (from sign-ins and the token join).
-    pub keys: BTreeSet<String>,
+    pub keys: Vec<String>,
     /// Certificate thumbprints.
-    pub thumbprints: BTreeSet<String>,
+    pub thumbprints: Vec<String>,
     /// Sign-ins that failed.
     pub failed_signins: u64,
     /// Binds and Syncs.
@@ -82,7 +82,7 @@ pub struct Session {
     /// Weakest TLS seen on the delivering hop (transport).
     pub weak_tls: Option<String>,
     /// TLS descriptions seen (transport).
-    pub tls: BTreeSet<String>,
+    pub tls: Vec<String>,
     /// Messages failing DMARC (transport).
     pub dmarc_fail: u64,
     /// A learned network of the same connector was active at the same time (and which).
@@ -126,16 +126,16 @@ impl Session {
             items: 0,
             bytes: 0,
             mailboxes: BTreeSet::new(),
-            mailbox_names: BTreeSet::new(),
+            mailbox_names: Vec::new(),
             new_targets: 0,
-            agents: BTreeSet::new(),
-            keys: BTreeSet::new(),
-            thumbprints: BTreeSet::new(),
+            agents: Vec::new(),
+            keys: Vec::new(),
+            thumbprints: Vec::new(),
             failed_signins: 0,
             binds: 0,
             syncs: 0,
             weak_tls: None,
-            tls: BTreeSet::new(),
+            tls: Vec::new(),
             dmarc_fail: 0,
             concurrent_with: None,
             event_ids: Vec::new(),
@@ -154,15 +154,17 @@ impl Session {
         }
         let added = self.mailboxes.insert(hash);
         if added && self.mailbox_names.len() < 5 {
-            self.mailbox_names.insert(name.to_owned());
+            self.mailbox_names.push(name.to_owned());
         }
         added
     }
 
     /// Adds to a small bounded set.
-    pub fn add_small(set: &mut BTreeSet<String>, value: &str) {
-        if set.len() < MAX_SMALL_SET && !set.contains(value) {
-            set.insert(value.to_owned());
+    /// Small sets are vectors: a handful of values, searched linearly, without a tree node
+    /// per session.
+    pub fn add_small(set: &mut Vec<String>, value: &str) {
+        if set.len() < MAX_SMALL_SET && !set.iter().any(|v| v == value) {
+            set.push(value.to_owned());
         }
     }
 
@@ -187,9 +189,9 @@ impl Session {
             }
             self.mailboxes.insert(h);
         }
-        for n in other.mailbox_names {
+        for n in &other.mailbox_names {
             if self.mailbox_names.len() < 5 {
-                self.mailbox_names.insert(n);
+                Session::add_small(&mut self.mailbox_names, n);
             }
         }
         self.new_targets += other.new_targets;
