@@ -287,7 +287,7 @@ pub fn evaluate(
             baseline: format!("usual networks: {}", usual.join(", ")),
         });
     }
-    if let Some(agent) = session.agents.iter().next() {
+    if let Some(agent) = session.agents.first() {
         if !b.agents.is_empty() && b.agents.get(agent).is_none() {
             let known: Vec<String> = b
                 .agents
