@@ -163,3 +163,29 @@ fn a_bad_config_is_refused_with_its_reason() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("no_such_setting"), "{stderr}");
 }
+
+/// The configuration example in the README parses and runs.
+#[test]
+fn the_readme_config_example_is_valid() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find("```toml\n")
+        .expect("a TOML example in the README")
+        + "```toml\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let example: String = readme[start..end]
+        .lines()
+        .map(|l| l.trim_start())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mailsentry.toml");
+    std::fs::write(
+        &config,
+        format!("[detect]\nsession_gap_minutes = 30\n\n{example}\n"),
+    )
+    .unwrap();
+    let (alerts, stderr, code) = replay(&["--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!alerts.is_empty());
+}

@@ -98,6 +98,13 @@ pub struct DetectStats {
     pub sessions_on_probation: u64,
     /// Session evaluations.
     pub evaluations: u64,
+    /// Events counted in sessions when they closed (every used event but credential changes
+    /// lands in exactly one session).
+    pub session_events: u64,
+    /// Sessions merged into another when a late event bridged them.
+    pub sessions_merged: u64,
+    /// Credential changes (kept per connector, not in sessions).
+    pub credential_changes: u64,
     /// Sign-in tokens joined to mailbox access.
     pub tokens_joined: u64,
     /// Mailboxes whose MailItemsAccessed auditing was throttled (blind for 24 h).
@@ -443,7 +450,13 @@ impl Detector {
         let used = match &event.kind {
             EventKind::MailboxAccess(m) => self.on_access(event, m, t, late),
             EventKind::SignIn(s) => self.on_signin(event, s, t, late),
-            EventKind::CredentialChange(c) => self.on_credential_change(event, c, t),
+            EventKind::CredentialChange(c) => {
+                let used = self.on_credential_change(event, c, t);
+                if used {
+                    self.stats.credential_changes += 1;
+                }
+                used
+            }
             EventKind::Transport(tr) => self.on_transport(event, tr, t, late),
             EventKind::AdminChange(_) => false,
         };
@@ -549,6 +562,7 @@ impl Detector {
                         let other = self.remove_session(id);
                         let into = self.sessions.get_mut(&c).expect("chosen session");
                         into.merge(other);
+                        self.stats.sessions_merged += 1;
                     }
                 }
                 None => {}
@@ -1037,6 +1051,7 @@ impl Detector {
         }
         let session = self.remove_session(id);
         self.stats.sessions_closed += 1;
+        self.stats.session_events += session.events;
         if evicted {
             self.stats.sessions_evicted += 1;
         }

@@ -434,3 +434,39 @@ fn declared_vendor_ranges_and_keys_sharpen_detection_from_the_first_day() {
         "a suppressed source alerted again"
     );
 }
+
+mod invariants {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+        /// Every used event lands in exactly one session, whatever the order events arrive in
+        /// (out of order by up to hours), however sessions merge, split at their maximum
+        /// length, or are evicted at the cap.
+        #[test]
+        fn every_event_lands_in_exactly_one_session(
+            events in proptest::collection::vec((0i64..6 * 3600, 0u8..5, 0u8..3), 1..300),
+            cap in 2usize..50,
+        ) {
+            let config = DetectConfig { max_open_sessions: cap, ..Default::default() };
+            let mut d = Detector::new(config, Arc::new(Enrichment::none()));
+            let t0 = Utc.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap();
+            for (i, (offset, source, app)) in events.iter().enumerate() {
+                let ip = format!("198.51.100.{}", source + 1);
+                d.process(&access("t", &format!("app-{app}"), &ip, t0 + Duration::seconds(*offset), "m@x", &i.to_string()));
+            }
+            d.finish();
+            let s = d.stats();
+            prop_assert_eq!(d.open_sessions(), 0);
+            prop_assert_eq!(s.session_events, s.used - s.credential_changes);
+            prop_assert_eq!(s.sessions_closed + merged(s), s.sessions_opened);
+        }
+    }
+
+    /// Sessions that were merged into another never close on their own.
+    fn merged(s: &mailsentry_detect::DetectStats) -> u64 {
+        s.sessions_merged
+    }
+}
