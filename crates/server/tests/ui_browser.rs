@@ -163,6 +163,20 @@ fn an_analyst_opens_and_triages_an_alert_in_a_real_browser() {
         4,
     )
     .unwrap();
+    // A connector the detector has seen, for the connectors view.
+    let events: Vec<mailsentry_events::Event> = (0..3)
+        .map(|i| {
+            let line = format!(
+                r#"{{"CreationTime":"2024-03-10T02:0{i}:00","Id":"e{i}","Operation":"MailItemsAccessed","RecordType":50,"OrganizationId":"t1","AppId":"app-1","ClientAppId":"app-1","UserType":5,"ClientIPAddress":"52.28.14.7","MailboxOwnerUPN":"u@x","OperationCount":2}}"#
+            );
+            match mailsentry_ingest::decode_bytes("ui", line.as_bytes(), Default::default()).0.remove(0) {
+                mailsentry_ingest::Decoded::Event(e) => e,
+                mailsentry_ingest::Decoded::Reject(r) => panic!("{r}"),
+            }
+        })
+        .collect();
+    runtime.block_on(pipeline.send(events)).unwrap();
+    runtime.block_on(pipeline.flush()).unwrap();
     let state = Arc::new(AppState {
         store: store.clone(),
         pipeline,
@@ -206,6 +220,15 @@ fn an_analyst_opens_and_triages_an_alert_in_a_real_browser() {
     d.call("POST", &format!("/element/{fp}/click"), json!({}));
     // Closed alerts leave the open list; the label is in the store.
     d.wait_all("tr.alert-row", 2);
+    // The connectors view lists what the detector learned.
+    let view = d.wait_all("#view", 1).remove(0);
+    d.call("POST", &format!("/element/{view}/click"), json!({}));
+    let connectors = d.wait_all("tr.connector-row", 1);
+    let text = d.text(&connectors[0]);
+    assert!(
+        text.contains("app-1") && text.contains("learning"),
+        "{text}"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let a = store.get("a2").unwrap().unwrap().alert;
