@@ -39,6 +39,35 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Publish JSON log files (Management API, Entra exports ...) to a Kafka topic, one record
+    /// per message, keyed by tenant, in event-time order; creates the topic if missing.
+    Publish(PublishArgs),
+}
+
+#[derive(clap::Args)]
+struct PublishArgs {
+    /// Bootstrap servers (host:port,...).
+    #[arg(long)]
+    brokers: String,
+    /// Topic.
+    #[arg(long)]
+    topic: String,
+    /// Partitions of the topic when it has to be created.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Extra librdkafka producer property KEY=VALUE (security.protocol, sasl.* ...); repeatable.
+    #[arg(long = "kafka-property", value_parser = parse_property)]
+    properties: Vec<(String, String)>,
+    /// Files or directories.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 #[derive(clap::Args)]
@@ -97,6 +126,23 @@ struct ServeArgs {
     /// Token endpoint (default: the commercial cloud's for the tenant).
     #[arg(long)]
     m365_token_url: Option<String>,
+    /// Consume raw log records from Kafka (or Event Hubs' Kafka endpoint) at these bootstrap
+    /// servers, in the consumer group --kafka-group, from --kafka-topic.
+    #[arg(long, requires = "kafka_topic")]
+    kafka_brokers: Option<String>,
+    /// The topic of raw log records (keyed by tenant).
+    #[arg(long, requires = "kafka_brokers")]
+    kafka_topic: Option<String>,
+    /// The consumer group; instances in one group share the topic's partitions.
+    #[arg(long, default_value = "mailsentry")]
+    kafka_group: String,
+    /// Publish every alert change (native JSON, keyed by alert id) to this topic.
+    #[arg(long, requires = "kafka_brokers")]
+    kafka_alerts_topic: Option<String>,
+    /// Extra librdkafka property KEY=VALUE for the consumer and the alert producer
+    /// (security.protocol, sasl.mechanism, session.timeout.ms ...); repeatable.
+    #[arg(long = "kafka-property", value_parser = parse_property)]
+    kafka_properties: Vec<(String, String)>,
     /// Seconds between Management Activity API polls.
     #[arg(long, default_value_t = 300)]
     m365_poll_secs: u64,
@@ -243,6 +289,7 @@ fn main() -> ExitCode {
         Command::Token(TokenCommand::Create { scope, name, data }) => {
             token_create(&scope, &name, &data)
         }
+        Command::Publish(args) => publish(args),
     };
     match result {
         Ok(code) => code,
@@ -658,6 +705,18 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             pipeline.start_management_api(m365, store.clone(), std::time::Duration::from_secs(args.m365_poll_secs.max(10)))?;
             tracing::info!(tenant = %tenant, "Management Activity API source started");
         }
+        let kafka = match (&args.kafka_brokers, &args.kafka_topic) {
+            (Some(brokers), Some(topic)) => {
+                let mut k = mailsentry_pipeline::kafka_source::KafkaConfig::new(brokers, topic, &args.kafka_group);
+                k.checkpoint_every = std::time::Duration::from_secs(args.checkpoint_secs.max(1));
+                k.properties = args.kafka_properties.clone();
+                let source = mailsentry_pipeline::kafka_source::KafkaSource::start(k, pipeline.clone())
+                    .context("starting the Kafka source")?;
+                tracing::info!(topic = %topic, group = %args.kafka_group, "Kafka source started");
+                Some(source)
+            }
+            _ => None,
+        };
         for dir in &args.tail {
             pipeline.start_tail(dir.clone(), store.clone(), std::time::Duration::from_secs(2))?;
             tracing::info!(dir = %dir.display(), "tailing");
@@ -681,6 +740,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             let token = std::env::var("MAILSENTRY_HEC_TOKEN").context("--splunk-hec needs MAILSENTRY_HEC_TOKEN")?;
             sinks.push(mailsentry_pipeline::sinks::SinkKind::SplunkHec { url: url.clone(), token });
         }
+        if let (Some(brokers), Some(topic)) = (&args.kafka_brokers, &args.kafka_alerts_topic) {
+            sinks.push(mailsentry_pipeline::sinks::SinkKind::Kafka { brokers: brokers.clone(), topic: topic.clone() });
+        }
         let sink_handles: Vec<_> = sinks
             .into_iter()
             .map(|kind| {
@@ -689,6 +751,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
                     mailsentry_pipeline::sinks::SinkKind::Syslog { .. }
                     | mailsentry_pipeline::sinks::SinkKind::SyslogTls { .. } => "syslog",
                     mailsentry_pipeline::sinks::SinkKind::SplunkHec { .. } => "splunk-hec",
+                    mailsentry_pipeline::sinks::SinkKind::Kafka { .. } => "kafka",
                 };
                 tracing::info!(sink = name, "push sink started");
                 mailsentry_pipeline::sinks::start_sink(
@@ -725,6 +788,16 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         });
         let app = mailsentry_server::router(state, args.max_body);
         let shutdown = async {
+            #[cfg(unix)]
+            {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            #[cfg(not(unix))]
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");
         };
@@ -751,12 +824,46 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
                     .context("serving")?;
             }
         }
+        if let Some(source) = kafka {
+            // Checkpoint and commit every owned partition, then leave the group.
+            tokio::task::spawn_blocking(move || source.stop()).await.ok();
+        }
         pipeline.shutdown().await?;
         for h in sink_handles {
             h.stop();
         }
         Ok::<_, anyhow::Error>(())
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn publish(args: PublishArgs) -> Result<ExitCode> {
+    use mailsentry_pipeline::kafka_publish;
+    kafka_publish::ensure_topic(&args.brokers, &args.topic, args.partitions)
+        .with_context(|| format!("topic {}", args.topic))?;
+    let started = std::time::Instant::now();
+    let stats = kafka_publish::publish(&args.brokers, &args.topic, &args.paths, &args.properties)
+        .context("publishing")?;
+    for (path, why) in &stats.skipped_files {
+        eprintln!("{}: skipped: {why}", path.display());
+    }
+    for (partition, (records, end)) in &stats.partitions {
+        eprintln!("partition {partition}: {records} records, end offset {end}");
+    }
+    if stats.failed > 0 {
+        anyhow::bail!(
+            "{} records were not acknowledged by the broker",
+            stats.failed
+        );
+    }
+    eprintln!(
+        "published {} records from {} files ({} tenants as keys) to {} in {:.1} s",
+        stats.records,
+        stats.files,
+        stats.keys,
+        args.topic,
+        started.elapsed().as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

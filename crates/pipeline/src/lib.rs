@@ -4,6 +4,8 @@
 //! checkpointed to the store periodically and at shutdown, and restored at start.
 
 pub mod directory_tail;
+pub mod kafka_publish;
+pub mod kafka_source;
 pub mod management_api_source;
 pub mod sinks;
 
@@ -62,7 +64,8 @@ impl Metrics {
 }
 
 enum Msg {
-    Events(Vec<Event>),
+    /// Events, and the source position after them (a Kafka offset) when the source has one.
+    Events(Vec<Event>, Option<i64>),
     Label(String, String),
     Connectors(oneshot::Sender<Vec<mailsentry_detect::ConnectorSummary>>),
     Hourly(
@@ -72,7 +75,8 @@ enum Msg {
     ),
     Rebaseline(String, String, oneshot::Sender<bool>),
     Flush(oneshot::Sender<()>),
-    Shutdown(oneshot::Sender<()>),
+    Checkpoint(oneshot::Sender<Option<i64>>),
+    Shutdown(oneshot::Sender<Option<i64>>),
 }
 
 /// Pipeline errors.
@@ -90,15 +94,184 @@ pub enum PipelineError {
 }
 
 /// A handle to the running pipeline (cheap to clone).
+///
+/// It runs one detector thread for the events sent to it directly, and any number of named
+/// *shards* — more detector threads, each with its own state and checkpoint — that a
+/// partitioned source (Kafka) opens and closes as partitions are assigned and revoked. Labels,
+/// connector views and re-baselining reach every detector.
 #[derive(Clone)]
 pub struct Pipeline {
     tx: mpsc::Sender<Msg>,
+    shards: Arc<std::sync::Mutex<std::collections::BTreeMap<String, mpsc::Sender<Msg>>>>,
+    spawner: Arc<DetectorSpawner>,
     /// Counters.
     pub metrics: Arc<Metrics>,
 }
 
 /// Batches between checkpoints.
 const CHECKPOINT_EVERY: u64 = 200;
+
+/// What a detector thread is started with.
+struct DetectorSpawner {
+    config: DetectConfig,
+    enrichment: Arc<Enrichment>,
+    store: Arc<dyn AlertStore>,
+    capacity: usize,
+    checkpoint_every: std::time::Duration,
+}
+
+/// A checkpoint is the detector's snapshot, preceded by `position N\n` when the detector's
+/// input has a position (a Kafka offset): state and position are saved in one write, so a
+/// restored detector knows exactly which input it has already absorbed.
+fn encode_checkpoint(position: Option<i64>, snapshot: Vec<u8>) -> Vec<u8> {
+    match position {
+        None => snapshot,
+        Some(p) => {
+            let mut out = format!("position {p}\n").into_bytes();
+            out.extend_from_slice(&snapshot);
+            out
+        }
+    }
+}
+
+/// Splits a checkpoint into its position (if any) and the detector snapshot.
+fn decode_checkpoint(bytes: &[u8]) -> (Option<i64>, &[u8]) {
+    if let Some(rest) = bytes.strip_prefix(b"position ") {
+        if let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            if let Some(p) = std::str::from_utf8(&rest[..nl])
+                .ok()
+                .and_then(|s| s.parse().ok())
+            {
+                return (Some(p), &rest[nl + 1..]);
+            }
+        }
+    }
+    (None, bytes)
+}
+
+impl DetectorSpawner {
+    /// Starts a detector thread whose state is checkpointed under `name`; returns its channel
+    /// and the input position its checkpoint had absorbed.
+    fn spawn(
+        &self,
+        name: &str,
+        metrics: Arc<Metrics>,
+    ) -> Result<(mpsc::Sender<Msg>, Option<i64>), PipelineError> {
+        let store = self.store.clone();
+        let (mut detector, mut position) = match store.load_checkpoint(name)? {
+            Some(bytes) => {
+                let (position, snapshot) = decode_checkpoint(&bytes);
+                let mut d = Detector::restore(snapshot, self.enrichment.clone())
+                    .map_err(|e| PipelineError::Checkpoint(format!("{name}: {e}")))?;
+                d.set_config(self.config.clone());
+                (d, position)
+            }
+            None => (
+                Detector::new(self.config.clone(), self.enrichment.clone()),
+                None,
+            ),
+        };
+        let restored = position;
+        let (tx, mut rx) = mpsc::channel::<Msg>(self.capacity.max(1));
+        let m = metrics;
+        let checkpoint_every = self.checkpoint_every;
+        let checkpoint_name = name.to_owned();
+        std::thread::Builder::new()
+            .name(format!("detector-{name}"))
+            .spawn(move || {
+                let mut batches = 0u64;
+                let mut last_checkpoint = std::time::Instant::now();
+                let commit = |detector: &Detector| {
+                    let alerts = detector.alerts(chrono::Utc::now());
+                    match store.upsert_alerts(&alerts) {
+                        Ok(n) => {
+                            m.alerts_committed.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                        Err(e) => tracing::error!(error = %e, "committing alerts failed"),
+                    }
+                    m.sessions_open
+                        .store(detector.open_sessions() as u64, Ordering::Relaxed);
+                };
+                // Alerts are committed before the state that produced them is checkpointed, so
+                // a checkpoint never covers an alert the store does not have.
+                let checkpoint = |detector: &Detector, position: Option<i64>| -> bool {
+                    match store.save_checkpoint(
+                        &checkpoint_name,
+                        &encode_checkpoint(position, detector.snapshot()),
+                    ) {
+                        Ok(()) => {
+                            m.checkpoints.fetch_add(1, Ordering::Relaxed);
+                            true
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "checkpoint failed");
+                            false
+                        }
+                    }
+                };
+                while let Some(msg) = rx.blocking_recv() {
+                    match msg {
+                        Msg::Events(events, at) => {
+                            let _span = tracing::debug_span!("detect_batch", events = events.len()).entered();
+                            for e in &events {
+                                detector.process(e);
+                            }
+                            if at.is_some() {
+                                position = at;
+                            }
+                            m.events_processed
+                                .fetch_add(events.len() as u64, Ordering::Relaxed);
+                            commit(&detector);
+                            batches += 1;
+                            if batches.is_multiple_of(CHECKPOINT_EVERY) || last_checkpoint.elapsed() >= checkpoint_every {
+                                checkpoint(&detector, position);
+                                last_checkpoint = std::time::Instant::now();
+                            }
+                        }
+                        Msg::Label(id, label) => {
+                            if detector.apply_label(&id, &label) {
+                                tracing::info!(alert = %id, %label, "label applied to the detector");
+                            }
+                        }
+                        Msg::Hourly(tenant, connector, reply) => {
+                            let _ = reply.send(detector.hourly_volume(&tenant, &connector).unwrap_or_default());
+                        }
+                        Msg::Connectors(reply) => {
+                            let _ = reply.send(detector.connector_summaries());
+                        }
+                        Msg::Rebaseline(tenant, connector, reply) => {
+                            let done = detector.rebaseline(&tenant, &connector);
+                            if done {
+                                tracing::info!(%tenant, %connector, "connector re-baselined");
+                                checkpoint(&detector, position);
+                            }
+                            let _ = reply.send(done);
+                        }
+                        Msg::Flush(done) => {
+                            commit(&detector);
+                            let _ = done.send(());
+                        }
+                        Msg::Checkpoint(done) => {
+                            commit(&detector);
+                            let saved = checkpoint(&detector, position);
+                            last_checkpoint = std::time::Instant::now();
+                            let _ = done.send(if saved { position } else { None });
+                        }
+                        Msg::Shutdown(done) => {
+                            commit(&detector);
+                            let saved = checkpoint(&detector, position);
+                            let _ = done.send(if saved { position } else { None });
+                            return;
+                        }
+                    }
+                }
+                commit(&detector);
+                checkpoint(&detector, position);
+            })
+            .expect("spawn detector thread");
+        Ok((tx, restored))
+    }
+}
 
 impl Pipeline {
     /// Starts the detector thread with a channel of `capacity` batches. The detector's state is
@@ -127,101 +300,119 @@ impl Pipeline {
         capacity: usize,
         checkpoint_every: std::time::Duration,
     ) -> Result<Pipeline, PipelineError> {
-        let mut detector = match store.load_checkpoint(CHECKPOINT)? {
-            Some(bytes) => {
-                let mut d = Detector::restore(&bytes, enrichment)
-                    .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
-                d.set_config(config);
-                d
-            }
-            None => Detector::new(config, enrichment),
-        };
+        let spawner = Arc::new(DetectorSpawner {
+            config,
+            enrichment,
+            store,
+            capacity,
+            checkpoint_every,
+        });
         let metrics = Arc::new(Metrics::default());
-        let (tx, mut rx) = mpsc::channel::<Msg>(capacity.max(1));
-        let m = metrics.clone();
-        std::thread::Builder::new()
-            .name("mailsentry-detector".into())
-            .spawn(move || {
-                let mut batches = 0u64;
-                let mut last_checkpoint = std::time::Instant::now();
-                let commit = |detector: &Detector| {
-                    let alerts = detector.alerts(chrono::Utc::now());
-                    match store.upsert_alerts(&alerts) {
-                        Ok(n) => {
-                            m.alerts_committed.fetch_add(n as u64, Ordering::Relaxed);
-                        }
-                        Err(e) => tracing::error!(error = %e, "committing alerts failed"),
-                    }
-                    m.sessions_open
-                        .store(detector.open_sessions() as u64, Ordering::Relaxed);
-                };
-                let checkpoint = |detector: &Detector| match store
-                    .save_checkpoint(CHECKPOINT, &detector.snapshot())
-                {
-                    Ok(()) => {
-                        m.checkpoints.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => tracing::error!(error = %e, "checkpoint failed"),
-                };
-                while let Some(msg) = rx.blocking_recv() {
-                    match msg {
-                        Msg::Events(events) => {
-                            let _span = tracing::debug_span!("detect_batch", events = events.len()).entered();
-                            for e in &events {
-                                detector.process(e);
-                            }
-                            m.events_processed
-                                .fetch_add(events.len() as u64, Ordering::Relaxed);
-                            commit(&detector);
-                            batches += 1;
-                            if batches.is_multiple_of(CHECKPOINT_EVERY) || last_checkpoint.elapsed() >= checkpoint_every {
-                                checkpoint(&detector);
-                                last_checkpoint = std::time::Instant::now();
-                            }
-                        }
-                        Msg::Label(id, label) => {
-                            if detector.apply_label(&id, &label) {
-                                tracing::info!(alert = %id, %label, "label applied to the detector");
-                            }
-                        }
-                        Msg::Hourly(tenant, connector, reply) => {
-                            let _ = reply.send(detector.hourly_volume(&tenant, &connector).unwrap_or_default());
-                        }
-                        Msg::Connectors(reply) => {
-                            let _ = reply.send(detector.connector_summaries());
-                        }
-                        Msg::Rebaseline(tenant, connector, reply) => {
-                            let done = detector.rebaseline(&tenant, &connector);
-                            if done {
-                                tracing::info!(%tenant, %connector, "connector re-baselined");
-                                checkpoint(&detector);
-                            }
-                            let _ = reply.send(done);
-                        }
-                        Msg::Flush(done) => {
-                            commit(&detector);
-                            let _ = done.send(());
-                        }
-                        Msg::Shutdown(done) => {
-                            commit(&detector);
-                            checkpoint(&detector);
-                            let _ = done.send(());
-                            return;
-                        }
-                    }
-                }
-                commit(&detector);
-                checkpoint(&detector);
-            })
-            .expect("spawn detector thread");
-        Ok(Pipeline { tx, metrics })
+        let (tx, _) = spawner.spawn(CHECKPOINT, metrics.clone())?;
+        Ok(Pipeline {
+            tx,
+            shards: Default::default(),
+            spawner,
+            metrics,
+        })
+    }
+
+    fn shard(&self, name: &str) -> Option<mpsc::Sender<Msg>> {
+        self.shards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Every detector's channel: the main one and each shard's.
+    fn detectors(&self) -> Vec<mpsc::Sender<Msg>> {
+        let mut all = vec![self.tx.clone()];
+        all.extend(
+            self.shards
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned(),
+        );
+        all
+    }
+
+    /// Opens the shard `name` (a detector restored from the checkpoint of that name, if any)
+    /// and returns the input position its checkpoint had absorbed. Opening an open shard only
+    /// returns `None`.
+    pub fn open_shard(&self, name: &str) -> Result<Option<i64>, PipelineError> {
+        if self.shard(name).is_some() {
+            return Ok(None);
+        }
+        let (tx, position) = self.spawner.spawn(name, self.metrics.clone())?;
+        self.shards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), tx);
+        tracing::info!(shard = name, ?position, "detector shard opened");
+        Ok(position)
+    }
+
+    /// Sends a batch to a shard from a plain thread, with the input position after it.
+    pub fn send_to_shard_blocking(
+        &self,
+        name: &str,
+        events: Vec<Event>,
+        position: i64,
+    ) -> Result<(), PipelineError> {
+        let n = events.len() as u64;
+        self.shard(name)
+            .ok_or(PipelineError::Stopped)?
+            .blocking_send(Msg::Events(events, Some(position)))
+            .map_err(|_| PipelineError::Stopped)?;
+        self.metrics.events_in.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Commits and checkpoints a shard now (from a plain thread); returns the position the
+    /// saved checkpoint covers (`None` when nothing positioned was saved).
+    pub fn checkpoint_shard_blocking(&self, name: &str) -> Result<Option<i64>, PipelineError> {
+        let (done, wait) = oneshot::channel();
+        self.shard(name)
+            .ok_or(PipelineError::Stopped)?
+            .blocking_send(Msg::Checkpoint(done))
+            .map_err(|_| PipelineError::Stopped)?;
+        wait.blocking_recv().map_err(|_| PipelineError::Stopped)
+    }
+
+    /// Commits, checkpoints and stops a shard (from a plain thread); returns the position its
+    /// last checkpoint covers.
+    pub fn close_shard_blocking(&self, name: &str) -> Result<Option<i64>, PipelineError> {
+        let tx = self
+            .shards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+            .ok_or(PipelineError::Stopped)?;
+        let (done, wait) = oneshot::channel();
+        tx.blocking_send(Msg::Shutdown(done))
+            .map_err(|_| PipelineError::Stopped)?;
+        let position = wait.blocking_recv().map_err(|_| PipelineError::Stopped)?;
+        tracing::info!(shard = name, ?position, "detector shard closed");
+        Ok(position)
+    }
+
+    /// The names of the open shards.
+    pub fn shard_names(&self) -> Vec<String> {
+        self.shards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Sends a batch; waits while the channel is full (backpressure).
     pub async fn send(&self, events: Vec<Event>) -> Result<(), PipelineError> {
         let n = events.len() as u64;
         self.tx
-            .send(Msg::Events(events))
+            .send(Msg::Events(events, None))
             .await
             .map_err(|_| PipelineError::Stopped)?;
         self.metrics.events_in.fetch_add(n, Ordering::Relaxed);
@@ -231,22 +422,43 @@ impl Pipeline {
     /// Passes an analyst's label to the detector (a false positive releases the incident's
     /// quarantined sessions into the baseline and suppresses its sources).
     pub async fn label(&self, alert_id: &str, label: &str) -> Result<(), PipelineError> {
-        self.tx
-            .send(Msg::Label(alert_id.to_owned(), label.to_owned()))
-            .await
-            .map_err(|_| PipelineError::Stopped)
+        // Only the detector that raised the alert knows it; the others ignore the label.
+        for tx in self.detectors() {
+            tx.send(Msg::Label(alert_id.to_owned(), label.to_owned()))
+                .await
+                .map_err(|_| PipelineError::Stopped)?;
+        }
+        Ok(())
     }
 
-    /// What the detector has learned about each connector.
+    /// Asks every detector and gathers the replies.
+    async fn ask_all<T>(
+        &self,
+        msg: impl Fn(oneshot::Sender<T>) -> Msg,
+    ) -> Result<Vec<T>, PipelineError> {
+        let mut replies = Vec::new();
+        for tx in self.detectors() {
+            let (reply, wait) = oneshot::channel();
+            if tx.send(msg(reply)).await.is_err() {
+                // A shard closed in between (its partition moved): it has nothing to say.
+                continue;
+            }
+            if let Ok(r) = wait.await {
+                replies.push(r);
+            }
+        }
+        if replies.is_empty() {
+            return Err(PipelineError::Stopped);
+        }
+        Ok(replies)
+    }
+
+    /// What the detectors have learned about each connector.
     pub async fn connectors(
         &self,
     ) -> Result<Vec<mailsentry_detect::ConnectorSummary>, PipelineError> {
-        let (reply, wait) = oneshot::channel();
-        self.tx
-            .send(Msg::Connectors(reply))
-            .await
-            .map_err(|_| PipelineError::Stopped)?;
-        wait.await.map_err(|_| PipelineError::Stopped)
+        let all = self.ask_all(Msg::Connectors).await?;
+        Ok(all.into_iter().flatten().collect())
     }
 
     /// A connector's items per hour over the last two weeks.
@@ -255,33 +467,25 @@ impl Pipeline {
         tenant: &str,
         connector: &str,
     ) -> Result<Vec<(chrono::DateTime<chrono::Utc>, u64)>, PipelineError> {
-        let (reply, wait) = oneshot::channel();
-        self.tx
-            .send(Msg::Hourly(tenant.to_owned(), connector.to_owned(), reply))
-            .await
-            .map_err(|_| PipelineError::Stopped)?;
-        wait.await.map_err(|_| PipelineError::Stopped)
+        let all = self
+            .ask_all(|r| Msg::Hourly(tenant.to_owned(), connector.to_owned(), r))
+            .await?;
+        Ok(all.into_iter().find(|h| !h.is_empty()).unwrap_or_default())
     }
 
-    /// Re-baselines one connector; false when the detector does not know it.
+    /// Re-baselines one connector; false when no detector knows it.
     pub async fn rebaseline(&self, tenant: &str, connector: &str) -> Result<bool, PipelineError> {
-        let (reply, wait) = oneshot::channel();
-        self.tx
-            .send(Msg::Rebaseline(
-                tenant.to_owned(),
-                connector.to_owned(),
-                reply,
-            ))
-            .await
-            .map_err(|_| PipelineError::Stopped)?;
-        wait.await.map_err(|_| PipelineError::Stopped)
+        let all = self
+            .ask_all(|r| Msg::Rebaseline(tenant.to_owned(), connector.to_owned(), r))
+            .await?;
+        Ok(all.into_iter().any(|d| d))
     }
 
     /// [`Pipeline::send`] from a plain thread (sources that poll with blocking I/O).
     pub fn send_blocking(&self, events: Vec<Event>) -> Result<(), PipelineError> {
         let n = events.len() as u64;
         self.tx
-            .blocking_send(Msg::Events(events))
+            .blocking_send(Msg::Events(events, None))
             .map_err(|_| PipelineError::Stopped)?;
         self.metrics.events_in.fetch_add(n, Ordering::Relaxed);
         Ok(())
@@ -353,22 +557,27 @@ impl Pipeline {
 
     /// Waits until everything sent so far is processed and its alerts committed.
     pub async fn flush(&self) -> Result<(), PipelineError> {
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Msg::Flush(done))
-            .await
-            .map_err(|_| PipelineError::Stopped)?;
-        wait.await.map_err(|_| PipelineError::Stopped)
+        self.ask_all(Msg::Flush).await.map(|_| ())
     }
 
-    /// Processes what is queued, commits, checkpoints and stops the detector thread.
+    /// Processes what is queued, commits, checkpoints and stops every detector thread.
     pub async fn shutdown(&self) -> Result<(), PipelineError> {
+        let shards: Vec<(String, mpsc::Sender<Msg>)> =
+            std::mem::take(&mut *self.shards.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_iter()
+                .collect();
+        for (_, tx) in shards {
+            let (done, wait) = oneshot::channel();
+            if tx.send(Msg::Shutdown(done)).await.is_ok() {
+                let _ = wait.await;
+            }
+        }
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Msg::Shutdown(done))
             .await
             .map_err(|_| PipelineError::Stopped)?;
-        wait.await.map_err(|_| PipelineError::Stopped)
+        wait.await.map(|_| ()).map_err(|_| PipelineError::Stopped)
     }
 
     /// Replays files (any formats, event-time merged) into the pipeline in batches, decoding
@@ -425,5 +634,21 @@ impl Pipeline {
             self.send(batch).await?;
         }
         decoder.await.map_err(|_| PipelineError::Stopped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{decode_checkpoint, encode_checkpoint};
+
+    #[test]
+    fn a_checkpoint_keeps_its_position_next_to_the_state() {
+        let snap = br#"{"config":{}}"#.to_vec();
+        assert_eq!(encode_checkpoint(None, snap.clone()), snap);
+        let with = encode_checkpoint(Some(12_345), snap.clone());
+        assert_eq!(decode_checkpoint(&with), (Some(12_345), &snap[..]));
+        assert_eq!(decode_checkpoint(&snap), (None, &snap[..]));
+        // A damaged header is left to the snapshot parser, which names the error.
+        assert_eq!(decode_checkpoint(b"position x\n{}").0, None);
     }
 }

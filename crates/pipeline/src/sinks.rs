@@ -5,7 +5,10 @@
 //! - webhook: `POST` of the native alert JSON with `X-Mailsentry-Signature: sha256=<hex>`
 //!   (HMAC-SHA256 of the body with a shared secret) and `X-Mailsentry-Sequence`;
 //! - syslog: RFC 5424 over TCP with octet-counting framing (RFC 6587), the message a CEF line;
-//! - Splunk HTTP Event Collector: `POST /services/collector/event` with `Authorization: Splunk`.
+//! - Splunk HTTP Event Collector: `POST /services/collector/event` with `Authorization: Splunk`;
+//! - Kafka: the native alert JSON to a topic, keyed by alert id (so a compacted topic keeps each
+//!   alert's latest state), with the feed sequence in a `mailsentry-sequence` header; the
+//!   cursor moves only once the broker has acknowledged the message.
 
 use hmac::{Hmac, Mac};
 use mailsentry_store::{AlertStore, StoredAlert};
@@ -44,6 +47,13 @@ pub enum SinkKind {
         url: String,
         /// HEC token.
         token: String,
+    },
+    /// A Kafka topic.
+    Kafka {
+        /// Bootstrap servers.
+        brokers: String,
+        /// Topic.
+        topic: String,
     },
 }
 
@@ -120,6 +130,7 @@ struct Deliverer {
     syslog: Option<std::net::TcpStream>,
     syslog_tls: Option<Box<TlsStream>>,
     agent: ureq::Agent,
+    producer: Option<rdkafka::producer::BaseProducer<DeliveryContext>>,
 }
 
 fn connect_tls(address: &str, ca_pem: &std::path::Path) -> Result<TlsStream, String> {
@@ -149,6 +160,23 @@ fn connect_tls(address: &str, ca_pem: &std::path::Path) -> Result<TlsStream, Str
     tcp.set_write_timeout(Some(Duration::from_secs(10))).ok();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).ok();
     Ok(rustls::StreamOwned::new(conn, tcp))
+}
+
+/// Records a failed delivery so the sink retries instead of moving its cursor.
+#[derive(Default)]
+struct DeliveryContext {
+    failed: std::sync::Mutex<Option<String>>,
+}
+
+impl rdkafka::ClientContext for DeliveryContext {}
+
+impl rdkafka::producer::ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        }
+    }
 }
 
 impl Deliverer {
@@ -194,6 +222,47 @@ impl Deliverer {
                     self.syslog_tls = None;
                 }
                 result.map_err(|e| e.to_string())
+            }
+            SinkKind::Kafka { brokers, topic } => {
+                use rdkafka::producer::{BaseRecord, Producer};
+                if self.producer.is_none() {
+                    let producer = rdkafka::ClientConfig::new()
+                        .set("bootstrap.servers", brokers)
+                        .set("message.timeout.ms", "10000")
+                        .create_with_context(DeliveryContext::default())
+                        .map_err(|e| e.to_string())?;
+                    self.producer = Some(producer);
+                }
+                let producer = self.producer.as_ref().expect("created");
+                let body = serde_json::to_vec(&a.alert).expect("alert serializes");
+                let seq = a.seq.to_string();
+                let headers =
+                    rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                        key: "mailsentry-sequence",
+                        value: Some(seq.as_bytes()),
+                    });
+                producer
+                    .send(
+                        BaseRecord::to(topic)
+                            .key(&a.alert.id)
+                            .payload(&body)
+                            .headers(headers),
+                    )
+                    .map_err(|(e, _)| e.to_string())?;
+                // Wait for the broker's acknowledgement before the cursor moves.
+                producer
+                    .flush(Duration::from_secs(15))
+                    .map_err(|e| e.to_string())?;
+                match producer
+                    .context()
+                    .failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                }
             }
             SinkKind::Syslog { address } => {
                 if self.syslog.is_none() {
@@ -248,6 +317,7 @@ pub fn start_sink(
                 syslog: None,
                 syslog_tls: None,
                 agent: ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build(),
+                producer: None,
             };
             let mut cursor = load_cursor(store.as_ref(), &sink.name);
             let mut backoff = Duration::from_millis(200);
