@@ -42,6 +42,91 @@ enum Command {
     /// Publish JSON log files (Management API, Entra exports ...) to a Kafka topic, one record
     /// per message, keyed by tenant, in event-time order; creates the topic if missing.
     Publish(PublishArgs),
+    /// Write the per-session feature frame (Parquet): decode the logs, sessionize and score
+    /// them with the live detector, one row per session with every feature the scorers use
+    /// and, with --labels, the label.
+    Features(FeaturesArgs),
+    /// Fit the model layer (Gaussian-mixture density with conformal calibration; with labels, a
+    /// logistic-regression re-ranker) and write models/NAME: model.json and MODEL.md.
+    Train(TrainArgs),
+    /// Evaluate on labelled data: the detector with and without a model beside the reference
+    /// rules; metrics.json, REPORT.md and SVG plots in --report.
+    Eval(EvalArgs),
+}
+
+#[derive(clap::Args)]
+struct FeaturesArgs {
+    /// Logs (files or directories), e.g. a `mailsentry simulate` output.
+    #[arg(long, required = true)]
+    data: Vec<PathBuf>,
+    /// The Parquet file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Labels: labels.json ground truth, or analyst-labelled alerts exported from the API.
+    /// Default: DATA/labels.json when present.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// TOML configuration (its `[detect]` table).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// IP-to-ASN / country databases (default: DATA/asn.csv and DATA/country.csv when present).
+    #[arg(long)]
+    asn_db: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Logs (a directory) or a feature frame written by `mailsentry features` (.parquet).
+    #[arg(long)]
+    data: PathBuf,
+    /// The model directory to write (model.json, MODEL.md).
+    #[arg(long)]
+    out: PathBuf,
+    /// Labels: labels.json ground truth, or analyst-labelled alerts exported from the API.
+    /// Default: DATA/labels.json when DATA is a directory holding one.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Seed of every random choice: the same data and seed give the same model.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Mixture components.
+    #[arg(long, default_value_t = 4)]
+    components: usize,
+    /// The model's weight in the detector's combination of signals.
+    #[arg(long, default_value_t = 0.3)]
+    weight: f64,
+    /// Model name (default: the --out directory's name), versioned with the training window's
+    /// last day.
+    #[arg(long)]
+    name: Option<String>,
+    /// TOML configuration (its `[detect]` table), when DATA is logs.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// IP-to-ASN / country databases, when DATA is logs (default: DATA/asn.csv, country.csv).
+    #[arg(long)]
+    asn_db: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// Labelled logs, e.g. a `mailsentry simulate` output on a seed the model was not trained on.
+    #[arg(long)]
+    data: PathBuf,
+    /// Ground truth (default: DATA/labels.json).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// The model to evaluate (ablation: with and without it).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Directory for metrics.json, REPORT.md and the SVG plots.
+    #[arg(long)]
+    report: PathBuf,
+    /// TOML configuration (its `[detect]` table).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// IP-to-ASN / country databases (default: DATA/asn.csv and DATA/country.csv when present).
+    #[arg(long)]
+    asn_db: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -85,6 +170,11 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
+    /// Model layer: a directory written by `mailsentry train` (overrides the config's
+    /// `model`). Its file is watched: a retrained model is swapped in without a restart, and
+    /// one that does not load is refused while the current one stays.
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// State directory (SQLite store).
     #[arg(long = "data-dir", alias = "data", default_value = "mailsentry-data")]
     data: PathBuf,
@@ -212,6 +302,9 @@ struct ReplayArgs {
     /// Largest record accepted, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_RECORD_SIZE)]
     max_record_size: usize,
+    /// Model layer: a directory written by `mailsentry train` (overrides the config's `model`).
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Files or directories (walked recursively).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -290,6 +383,9 @@ fn main() -> ExitCode {
             token_create(&scope, &name, &data)
         }
         Command::Publish(args) => publish(args),
+        Command::Features(args) => features(args),
+        Command::Train(args) => train(args),
+        Command::Eval(args) => eval(args),
     };
     match result {
         Ok(code) => code,
@@ -434,23 +530,43 @@ fn simulate(args: SimulateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The `[detect]` table of a configuration file.
+/// A configuration file: the `[detect]` table and the model layer's directory.
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     #[serde(default)]
     detect: Option<mailsentry_detect::DetectConfig>,
+    /// `model = "models/default"`: the model layer (a `--model` flag overrides it).
+    #[serde(default)]
+    model: Option<PathBuf>,
 }
 
-fn load_config(path: Option<&PathBuf>) -> Result<mailsentry_detect::DetectConfig> {
+fn read_config_file(path: Option<&PathBuf>) -> Result<ConfigFile> {
     let Some(path) = path else {
-        return Ok(mailsentry_detect::DetectConfig::default());
+        return Ok(ConfigFile::default());
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config {}", path.display()))?;
-    let file: ConfigFile =
-        toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
-    Ok(file.detect.unwrap_or_default())
+    toml::from_str(&text).with_context(|| format!("config {}", path.display()))
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<mailsentry_detect::DetectConfig> {
+    Ok(read_config_file(path)?.detect.unwrap_or_default())
+}
+
+/// The model directory: `--model`, else the configuration file's `model`.
+fn model_dir(flag: Option<&PathBuf>, config: Option<&PathBuf>) -> Result<Option<PathBuf>> {
+    if let Some(dir) = flag {
+        return Ok(Some(dir.clone()));
+    }
+    Ok(read_config_file(config)?.model)
+}
+
+/// Loads the model layer for a one-shot run (`replay`, `eval`).
+fn load_model(dir: &std::path::Path) -> Result<Arc<mailsentry_detect::model::Model>> {
+    let model = mailsentry_detect::model::Model::load(dir)?;
+    eprintln!("model {} loaded from {}", model.name, dir.display());
+    Ok(Arc::new(model))
 }
 
 /// Wall time for `created_at`: `SOURCE_DATE_EPOCH` when set (reproducible output), else now.
@@ -487,6 +603,9 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         }
         _ => Detector::new(config, enrichment.clone()),
     };
+    if let Some(dir) = model_dir(args.model.as_ref(), args.config.as_ref())? {
+        detector.set_model(Some(load_model(&dir)?));
+    }
     let stderr = io::stderr();
     let mut err = BufWriter::new(stderr.lock());
     let mut unreadable = 0;
@@ -634,6 +753,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         logs.init();
     }
     let config = load_config(args.config.as_ref())?;
+    let model = model_dir(args.model.as_ref(), args.config.as_ref())?;
     let mut enrichment = Enrichment::none();
     for db in &args.asn_db {
         enrichment.load(db).context("loading --asn-db")?;
@@ -684,6 +804,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     runtime.block_on(async move {
         let pipeline =
             mailsentry_pipeline::Pipeline::start(config, Arc::new(enrichment), store.clone(), 64)?;
+        if let Some(dir) = model {
+            pipeline
+                .start_model_watcher(dir, std::time::Duration::from_secs(5))
+                .context("--model")?;
+        }
         if let (Some(tenant), Some(client)) = (&args.m365_tenant, &args.m365_client_id) {
             use mailsentry_pipeline::management_api_source::{ClientCredential, ManagementApiConfig};
             let credential = match (&args.m365_cert, &args.m365_key) {
@@ -704,6 +829,10 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             }
             pipeline.start_management_api(m365, store.clone(), std::time::Duration::from_secs(args.m365_poll_secs.max(10)))?;
             tracing::info!(tenant = %tenant, "Management Activity API source started");
+        }
+        if args.postgres {
+            // Labels set through another instance reach this one's detectors through the feed.
+            pipeline.start_label_follower(store.clone(), std::time::Duration::from_secs(2))?;
         }
         let kafka = match (&args.kafka_brokers, &args.kafka_topic) {
             (Some(brokers), Some(topic)) => {
@@ -741,7 +870,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             sinks.push(mailsentry_pipeline::sinks::SinkKind::SplunkHec { url: url.clone(), token });
         }
         if let (Some(brokers), Some(topic)) = (&args.kafka_brokers, &args.kafka_alerts_topic) {
-            sinks.push(mailsentry_pipeline::sinks::SinkKind::Kafka { brokers: brokers.clone(), topic: topic.clone() });
+            sinks.push(mailsentry_pipeline::sinks::SinkKind::Kafka {
+                brokers: brokers.clone(),
+                topic: topic.clone(),
+                properties: args.kafka_properties.clone(),
+            });
         }
         let sink_handles: Vec<_> = sinks
             .into_iter()
@@ -839,8 +972,13 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
 
 fn publish(args: PublishArgs) -> Result<ExitCode> {
     use mailsentry_pipeline::kafka_publish;
-    kafka_publish::ensure_topic(&args.brokers, &args.topic, args.partitions)
-        .with_context(|| format!("topic {}", args.topic))?;
+    kafka_publish::ensure_topic(
+        &args.brokers,
+        &args.topic,
+        args.partitions,
+        &args.properties,
+    )
+    .with_context(|| format!("topic {}", args.topic))?;
     let started = std::time::Instant::now();
     let stats = kafka_publish::publish(&args.brokers, &args.topic, &args.paths, &args.properties)
         .context("publishing")?;
@@ -881,4 +1019,265 @@ fn write_private(path: &std::path::Path, secret: &str) -> Result<()> {
         .with_context(|| format!("creating {}", path.display()))?;
     writeln!(f, "{secret}").with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// Enrichment from `--asn-db`, else the data directory's own tables (a simulator output).
+fn data_enrichment(
+    dbs: &[PathBuf],
+    data: &std::path::Path,
+) -> Result<Arc<mailsentry_detect::Enrichment>> {
+    let mut enrichment = mailsentry_detect::Enrichment::none();
+    if dbs.is_empty() {
+        for table in ["asn.csv", "country.csv"] {
+            let p = data.join(table);
+            if p.is_file() {
+                enrichment
+                    .load(&p)
+                    .with_context(|| format!("loading {}", p.display()))?;
+            }
+        }
+    }
+    for db in dbs {
+        enrichment.load(db).context("loading --asn-db")?;
+    }
+    Ok(Arc::new(enrichment))
+}
+
+/// `--labels`, else `DATA/labels.json` when there is one.
+fn data_labels(
+    flag: Option<&PathBuf>,
+    data: &std::path::Path,
+) -> Result<Option<mailsentry_train::labels::Labels>> {
+    let path = match flag {
+        Some(p) => p.clone(),
+        None => {
+            let p = data.join("labels.json");
+            if !p.is_file() {
+                return Ok(None);
+            }
+            p
+        }
+    };
+    Ok(Some(mailsentry_train::labels::Labels::load(&path)?))
+}
+
+/// The logs of a data directory: its `logs/` folder when it is a simulator output.
+fn data_logs(data: &std::path::Path) -> Vec<PathBuf> {
+    let logs = data.join("logs");
+    vec![if logs.is_dir() { logs } else { data.to_owned() }]
+}
+
+/// This process's peak resident set so far, MiB (Linux; `None` elsewhere).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+fn peak_note() -> String {
+    peak_rss_mib()
+        .map(|m| format!(", peak RSS {m:.0} MiB"))
+        .unwrap_or_default()
+}
+
+/// A progress bar on stderr for long runs (hidden when stderr is not a terminal).
+fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} [{elapsed_precise}]")
+            .expect("template"),
+    );
+    bar.set_prefix(what.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+fn features(args: FeaturesArgs) -> Result<ExitCode> {
+    let first = args.data[0].clone();
+    let enrichment = data_enrichment(&args.asn_db, &first)?;
+    let labels = data_labels(args.labels.as_ref(), &first)?;
+    let config = load_config(args.config.as_ref())?;
+    let paths: Vec<PathBuf> = args.data.iter().flat_map(|d| data_logs(d)).collect();
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let bar = progress_bar("features");
+    let started = std::time::Instant::now();
+    let stats = mailsentry_train::frame::extract_features(
+        &paths,
+        config,
+        enrichment,
+        labels.as_ref(),
+        &args.out,
+        |s| {
+            bar.set_message(format!(
+                "{} records, {} sessions written",
+                s.records, s.rows
+            ))
+        },
+    )?;
+    bar.finish_and_clear();
+    eprintln!(
+        "features: {} records ({} rejected), {} events → {} sessions ({} labelled attack) in {} ({:.1} s{})",
+        stats.records,
+        stats.rejected,
+        stats.events,
+        stats.rows,
+        stats.attack_rows,
+        args.out.display(),
+        started.elapsed().as_secs_f64(),
+        peak_note()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn train(args: TrainArgs) -> Result<ExitCode> {
+    use mailsentry_train::{fit, frame};
+    let started = std::time::Instant::now();
+    let labels = if args.data.is_dir() {
+        data_labels(args.labels.as_ref(), &args.data)?
+    } else {
+        args.labels
+            .as_ref()
+            .map(|p| mailsentry_train::labels::Labels::load(p))
+            .transpose()?
+    };
+    let mut rows = if args.data.is_dir() {
+        let enrichment = data_enrichment(&args.asn_db, &args.data)?;
+        let config = load_config(args.config.as_ref())?;
+        let bar = progress_bar("sessions");
+        let pass = mailsentry_train::eval::run_pass(
+            &data_logs(&args.data),
+            &config,
+            &enrichment,
+            None,
+            false,
+            &mut |n| bar.set_message(format!("{n} records")),
+        );
+        bar.finish_and_clear();
+        eprintln!(
+            "train: {} records ({} rejected) → {} sessions",
+            pass.records,
+            pass.rejected,
+            pass.rows.len()
+        );
+        frame::Rows::from_features(&pass.rows, labels.as_ref())
+    } else {
+        frame::read_rows(&args.data)?
+    };
+    if let (Some(l), false) = (&labels, args.data.is_dir()) {
+        fit::relabel(&mut rows, l);
+    }
+    let base = args
+        .name
+        .clone()
+        .or_else(|| {
+            args.out
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "model".into());
+    let last_day = rows
+        .last
+        .iter()
+        .copied()
+        .max()
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "empty".into());
+    let mut command = format!(
+        "mailsentry train --data {} --out {} --seed {} --components {} --weight {}",
+        args.data.display(),
+        args.out.display(),
+        args.seed,
+        args.components,
+        args.weight
+    );
+    if let Some(l) = &args.labels {
+        command.push_str(&format!(" --labels {}", l.display()));
+    }
+    let options = fit::TrainOptions {
+        seed: args.seed,
+        components: args.components,
+        weight: args.weight,
+        name: format!("{base}@{last_day}"),
+        command,
+        data: match labels.as_ref().and_then(|l| l.truth()) {
+            Some(t) => format!("{} (made by `{}`)", args.data.display(), t.command),
+            None => args.data.display().to_string(),
+        },
+        ..Default::default()
+    };
+    let bar = progress_bar("fitting");
+    bar.set_message(format!("{} scored sessions", rows.len()));
+    let (model, summary) = fit::train(&rows, &options)?;
+    bar.finish_and_clear();
+    fit::write_model(&args.out, &model, &summary, &options)?;
+    eprintln!(
+        "train: model {} ({} components, {} fitting + {} calibration sessions, {} attacks{}) written to {} in {:.1} s{}",
+        model.name,
+        summary.components,
+        summary.fit_rows,
+        summary.calibration_rows,
+        summary.attack_rows,
+        if model.reranker.is_some() { ", re-ranker" } else { "" },
+        args.out.display(),
+        started.elapsed().as_secs_f64(),
+        peak_note()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval(args: EvalArgs) -> Result<ExitCode> {
+    let labels = data_labels(args.labels.as_ref(), &args.data)?
+        .context("eval needs ground truth: --labels FILE or DATA/labels.json")?;
+    let Some(truth) = labels.truth().cloned() else {
+        anyhow::bail!("eval needs labels.json ground truth (campaigns with their windows), not analyst labels");
+    };
+    let enrichment = data_enrichment(&args.asn_db, &args.data)?;
+    let config = load_config(args.config.as_ref())?;
+    let model = args.model.as_deref().map(load_model).transpose()?;
+    let bar = progress_bar("eval");
+    let result = mailsentry_train::eval::run_eval(
+        &data_logs(&args.data),
+        &truth,
+        &config,
+        &enrichment,
+        model,
+        &mut |pass, n| bar.set_message(format!("{pass}: {n} records")),
+    );
+    bar.finish_and_clear();
+    mailsentry_train::eval::write_report(&args.report, &result)?;
+    for d in &result.detectors {
+        eprintln!(
+            "{:<28} recall {:>5.1} %  false alerts {:>5}  median minutes to detect {}",
+            d.detector,
+            d.recall * 100.0,
+            d.false_alerts,
+            d.median_minutes_to_detect
+                .map(|m| format!("{m:.0}"))
+                .unwrap_or_else(|| "–".into())
+        );
+    }
+    eprintln!("{}", result.verdict);
+    eprintln!(
+        "report: {} (passes {}{})",
+        args.report.join("REPORT.md").display(),
+        result
+            .pass_seconds
+            .iter()
+            .map(|s| format!("{s:.1} s"))
+            .collect::<Vec<_>>()
+            .join(" + "),
+        peak_note()
+    );
+    Ok(ExitCode::SUCCESS)
 }

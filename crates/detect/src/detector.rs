@@ -159,6 +159,12 @@ pub struct Detector {
     suppressed: BTreeSet<(String, String, String)>,
     incidents: Incidents,
     stats: DetectStats,
+    /// Feature rows of closed sessions, collected only when asked for (`features` command).
+    #[serde(skip)]
+    feature_rows: Option<Vec<crate::features::SessionFeatures>>,
+    /// The model layer, when a model is loaded (not part of the snapshot: it is a file).
+    #[serde(skip)]
+    model: Option<Arc<crate::model::Model>>,
 }
 
 mod sessions_as_vec {
@@ -235,7 +241,33 @@ impl Detector {
             suppressed: BTreeSet::new(),
             incidents: Incidents::default(),
             stats: DetectStats::default(),
+            feature_rows: None,
+            model: None,
         }
+    }
+
+    /// Loads (or, with `None`, unloads) the model layer; sessions scored from now on use it.
+    pub fn set_model(&mut self, model: Option<Arc<crate::model::Model>>) {
+        self.model = model;
+    }
+
+    /// The loaded model's name.
+    pub fn model_name(&self) -> Option<&str> {
+        self.model.as_deref().map(|m| m.name.as_str())
+    }
+
+    /// Starts collecting a feature row for every session as it closes (see
+    /// [`crate::features`]); [`Detector::take_feature_rows`] drains them.
+    pub fn collect_feature_rows(&mut self) {
+        self.feature_rows.get_or_insert_with(Vec::new);
+    }
+
+    /// The feature rows collected since the last call.
+    pub fn take_feature_rows(&mut self) -> Vec<crate::features::SessionFeatures> {
+        self.feature_rows
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Restores a snapshot (see [`Detector::snapshot`]) with fresh enrichment.
@@ -997,7 +1029,8 @@ impl Detector {
         true
     }
 
-    fn evaluate_session(&mut self, id: u64, now: Secs) -> Option<Evaluation> {
+    /// Scores an open session as of `now` without acting on the result.
+    fn score_session(&self, id: u64, now: Secs) -> Option<Evaluation> {
         let session = self.sessions.get(&id)?;
         let ck = (session.key.tenant.clone(), session.key.connector.clone());
         let state = self.connectors.get(&ck)?;
@@ -1014,7 +1047,24 @@ impl Detector {
         };
         // The decision is as of the latest event it rests on.
         let now = now.max(session.last);
-        let eval = evaluate(session, state, &self.config, &rates, offset, now);
+        Some(evaluate(
+            session,
+            state,
+            &self.config,
+            &rates,
+            offset,
+            now,
+            self.model.as_deref(),
+        ))
+    }
+
+    fn evaluate_session(&mut self, id: u64, now: Secs) -> Option<Evaluation> {
+        let eval = self.score_session(id, now)?;
+        let now = now.max(self.sessions.get(&id)?.last);
+        let ck = {
+            let session = self.sessions.get(&id)?;
+            (session.key.tenant.clone(), session.key.connector.clone())
+        };
         self.stats.evaluations += 1;
         let threshold = self.config.alert_score();
         let session = self.sessions.get_mut(&id)?;
@@ -1048,6 +1098,14 @@ impl Detector {
         // A last look with everything the session did.
         if session.events > 1 && session.next_eval > session.events {
             self.evaluate_session(id, last);
+        }
+        if self.feature_rows.is_some() {
+            if let Some(eval) = self.score_session(id, last) {
+                let session = &self.sessions[&id];
+                let offset = self.tenant_offset(&session.key.tenant, session.first);
+                let row = crate::features::session_features(session, &eval, offset);
+                self.feature_rows.get_or_insert_with(Vec::new).push(row);
+            }
         }
         let session = self.remove_session(id);
         self.stats.sessions_closed += 1;

@@ -43,6 +43,20 @@ impl Detection {
     }
 }
 
+/// The detections of reference rule `rule` among `alerts`.
+pub fn of_reference_rule(rule: &str, alerts: &[crate::reference::RefAlert]) -> Vec<Detection> {
+    alerts
+        .iter()
+        .filter(|a| a.detector == rule)
+        .map(|a| Detection {
+            tenant: a.tenant.clone(),
+            connector: a.connector.clone(),
+            at: a.at,
+            ips: a.ips.clone(),
+        })
+        .collect()
+}
+
 /// Per-scenario result.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ScenarioResult {

@@ -56,6 +56,12 @@ pub struct Evaluation {
     /// How settled the baseline is: learning time and sessions seen, each as a share of what
     /// the learning period asks, multiplied (0–1).
     pub confidence: f64,
+    /// Every statistical signal computed, with its p-value (the model layer's inputs).
+    pub signals: Vec<(&'static str, f64)>,
+    /// The rules that fired.
+    pub rules: Vec<&'static str>,
+    /// The model layer's re-ranker attack probability, when a model with one is loaded.
+    pub model_probability: Option<f64>,
 }
 
 /// Weighted Cauchy combination (Liu & Xie 2020): valid whatever the dependence between
@@ -146,6 +152,7 @@ pub fn evaluate(
     rates: &PoolRates,
     utc_offset_secs: i64,
     now: Secs,
+    model: Option<&crate::model::Model>,
 ) -> Evaluation {
     let hl = config.half_life_secs();
     let b = &state.baseline;
@@ -576,6 +583,18 @@ pub fn evaluate(
         }
     }
 
+    // The model layer sees the signals and rules above (its features), never its own output.
+    let base_signals: Vec<(&'static str, f64)> = signals.iter().map(|s| (s.id, s.p)).collect();
+    let rule_ids: Vec<&'static str> = rules.iter().map(|r| r.id).collect();
+    let mut model_probability = None;
+    if let Some(m) = model.filter(|_| !learning) {
+        let values =
+            crate::features::feature_values(session, &base_signals, &rule_ids, utc_offset_secs);
+        let verdict = m.judge(&values);
+        model_probability = verdict.probability;
+        signals.push(m.signal(&verdict));
+    }
+
     let combined = cauchy_combine(&signals.iter().map(|s| (s.p, s.weight)).collect::<Vec<_>>());
     let mut score = score_of_p(combined);
     if learning {
@@ -610,6 +629,19 @@ pub fn evaluate(
         weight: (contrib(s) / total_contrib * 1000.0).round() / 1000.0,
         p_value: s.p,
     }));
+    if let Some(q) = model_probability.filter(|_| score >= config.alert_score()) {
+        reasons.push(Reason {
+            signal: "model.reranker".into(),
+            summary: format!(
+                "the supervised re-ranker gives this session an attack probability of {:.2}",
+                q
+            ),
+            observed: format!("{q:.3}"),
+            baseline: "labelled sessions".into(),
+            weight: 0.0,
+            p_value: 1.0 - q,
+        });
+    }
     let confidence = ((age as f64 / config.learning_secs().max(1) as f64).clamp(0.0, 1.0)
         * (b.sessions as f64 / config.min_sessions.max(1) as f64).clamp(0.0, 1.0)
         * 100.0)
@@ -621,6 +653,9 @@ pub fn evaluate(
         reasons,
         learning,
         confidence,
+        signals: base_signals,
+        rules: rule_ids,
+        model_probability,
     }
 }
 

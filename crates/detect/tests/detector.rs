@@ -470,3 +470,116 @@ mod invariants {
         s.sessions_merged
     }
 }
+
+/// A one-component model fitted in the test (mean and diagonal variance of the benign,
+/// post-learning rows) with a calibration set from the same rows.
+fn diagonal_model(
+    rows: &[mailsentry_detect::features::SessionFeatures],
+) -> mailsentry_detect::model::Model {
+    use mailsentry_detect::features::{feature_names, schema_hash};
+    use mailsentry_detect::model::*;
+    let d = feature_names().len();
+    let benign: Vec<&Vec<f64>> = rows
+        .iter()
+        .filter(|r| !r.learning)
+        .map(|r| &r.values)
+        .collect();
+    let n = benign.len() as f64;
+    let mean: Vec<f64> = (0..d)
+        .map(|j| benign.iter().map(|v| v[j]).sum::<f64>() / n)
+        .collect();
+    let scale: Vec<f64> = (0..d)
+        .map(|j| {
+            let var = benign.iter().map(|v| (v[j] - mean[j]).powi(2)).sum::<f64>() / n;
+            if var > 1e-12 {
+                var.sqrt()
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let mut precision = vec![0.0; d * d];
+    for j in 0..d {
+        precision[j * d + j] = 1.0 / 1.01; // standardized variance 1, regularized
+    }
+    let mut model = Model {
+        format_version: FORMAT_VERSION,
+        name: "test-diagonal@1".into(),
+        schema_hash: schema_hash(),
+        features: feature_names(),
+        scaler: Scaler { mean, scale },
+        mixture: Mixture {
+            weights: vec![1.0],
+            means: vec![vec![0.0; d]],
+            precisions: vec![precision],
+            log_det: vec![],
+        },
+        calibration: vec![0.0],
+        reranker: None,
+        weight: 0.3,
+        provenance: Provenance {
+            window_start: String::new(),
+            window_end: String::new(),
+            seed: 0,
+            fit_rows: benign.len() as u64,
+            calibration_rows: benign.len() as u64,
+            attack_rows: 0,
+            command: "test".into(),
+        },
+    }
+    .validated(std::path::Path::new("test"))
+    .unwrap();
+    let mut cal: Vec<f64> = benign
+        .iter()
+        .map(|v| model.judge(v).nonconformity)
+        .collect();
+    cal.sort_by(f64::total_cmp);
+    model.calibration = cal;
+    model
+}
+
+#[test]
+fn feature_rows_come_from_the_live_sessions_and_a_model_joins_the_scoring() {
+    let r = run();
+    let mut d = Detector::new(DetectConfig::default(), r.enrichment.clone());
+    d.collect_feature_rows();
+    for e in &r.events {
+        d.process(e);
+    }
+    d.finish();
+    let rows = d.take_feature_rows();
+    assert_eq!(
+        rows.len() as u64,
+        d.stats().sessions_closed,
+        "one row per closed session"
+    );
+    let width = mailsentry_detect::features::feature_names().len();
+    assert!(rows
+        .iter()
+        .all(|r| r.values.len() == width && r.values.iter().all(|v| v.is_finite())));
+    assert!(rows.iter().any(|r| !r.learning));
+    // Rows of attack sessions carry the signals that made them alert.
+    let alerted = rows.iter().filter(|r| r.score >= 40).count();
+    assert!(alerted > 0);
+
+    let model = std::sync::Arc::new(diagonal_model(&rows));
+    let mut with = Detector::new(DetectConfig::default(), r.enrichment.clone());
+    with.set_model(Some(model.clone()));
+    assert_eq!(with.model_name(), Some("test-diagonal@1"));
+    for e in &r.events {
+        with.process(e);
+    }
+    with.finish();
+    let alerts = with.alerts(epoch());
+    let reasons: Vec<&str> = alerts
+        .iter()
+        .flat_map(|a| a.reasons.iter().map(|x| x.signal.as_str()))
+        .collect();
+    assert!(
+        reasons.contains(&mailsentry_detect::model::SIGNAL_ID),
+        "the model's signal explains some alerts: {reasons:?}"
+    );
+    // The campaigns are still found with the model layer in.
+    let report = evaluate("with model", &r.truth, &at_least(&alerts, Severity::Medium));
+    assert!(report.recall >= 0.9, "{report:?}");
+}

@@ -10,7 +10,6 @@
 use mailsentry_ingest::{collect_input_files, decode_bytes, sniff_format, DecodeOptions, Decoded};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use std::io::Read;
@@ -163,10 +162,14 @@ fn split_json(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 }
 
 /// Creates `topic` with `partitions` partitions unless it exists.
-pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), PublishError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
+pub fn ensure_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    properties: &[(String, String)],
+) -> Result<(), PublishError> {
+    let admin: AdminClient<DefaultClientContext> =
+        crate::kafka_source::client_config(brokers, properties).create()?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = futures_executor(admin.create_topics([&new], &opts))?;
@@ -280,15 +283,17 @@ pub fn publish(
         .map(|o| o.key.as_str())
         .collect::<std::collections::BTreeSet<_>>()
         .len() as u64;
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "5")
-        .set("enable.idempotence", "false")
-        .set("queue.buffering.max.messages", "200000");
-    for (k, v) in properties {
-        config.set(k, v);
-    }
+    // Defaults first; the user's properties override them.
+    let mut props: Vec<(String, String)> = [
+        ("linger.ms", "5"),
+        ("enable.idempotence", "false"),
+        ("queue.buffering.max.messages", "200000"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    props.extend(properties.iter().cloned());
+    let config = crate::kafka_source::client_config(brokers, &props);
     let producer: ThreadedProducer<Deliveries> =
         config.create_with_context(Deliveries::default())?;
     for o in &out {

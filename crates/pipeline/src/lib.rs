@@ -9,6 +9,7 @@ pub mod kafka_source;
 pub mod management_api_source;
 pub mod sinks;
 
+use mailsentry_detect::model::Model;
 use mailsentry_detect::{DetectConfig, Detector, Enrichment};
 use mailsentry_events::Event;
 use mailsentry_ingest::{DecodeOptions, Decoded, MergedEvents};
@@ -53,6 +54,17 @@ pub struct Metrics {
     pub alerts_committed: AtomicU64,
     /// Checkpoints saved.
     pub checkpoints: AtomicU64,
+    /// Analyst labels a detector knew the alert of and applied.
+    pub labels_applied: AtomicU64,
+    /// The Kafka source's counters (zero without one).
+    pub kafka: Arc<kafka_source::KafkaStats>,
+    /// Models loaded (at start and on every change of the model file).
+    pub model_loads: AtomicU64,
+    /// Model files refused (unreadable, invalid, another feature schema); the previous model
+    /// stays in use.
+    pub model_load_errors: AtomicU64,
+    /// The model in use, by name (`None`: no model layer).
+    pub model_name: std::sync::Mutex<Option<String>>,
 }
 
 impl Metrics {
@@ -74,6 +86,7 @@ enum Msg {
         oneshot::Sender<Vec<(chrono::DateTime<chrono::Utc>, u64)>>,
     ),
     Rebaseline(String, String, oneshot::Sender<bool>),
+    Model(Option<Arc<Model>>),
     Flush(oneshot::Sender<()>),
     Checkpoint(oneshot::Sender<Option<i64>>),
     Shutdown(oneshot::Sender<Option<i64>>),
@@ -118,6 +131,8 @@ struct DetectorSpawner {
     store: Arc<dyn AlertStore>,
     capacity: usize,
     checkpoint_every: std::time::Duration,
+    /// The model every detector uses, including shards opened later.
+    model: std::sync::RwLock<Option<Arc<Model>>>,
 }
 
 /// A checkpoint is the detector's snapshot, preceded by `position N\n` when the detector's
@@ -171,6 +186,7 @@ impl DetectorSpawner {
                 None,
             ),
         };
+        detector.set_model(self.model.read().unwrap_or_else(|p| p.into_inner()).clone());
         let restored = position;
         let (tx, mut rx) = mpsc::channel::<Msg>(self.capacity.max(1));
         let m = metrics;
@@ -230,6 +246,7 @@ impl DetectorSpawner {
                         }
                         Msg::Label(id, label) => {
                             if detector.apply_label(&id, &label) {
+                                m.labels_applied.fetch_add(1, Ordering::Relaxed);
                                 tracing::info!(alert = %id, %label, "label applied to the detector");
                             }
                         }
@@ -247,6 +264,7 @@ impl DetectorSpawner {
                             }
                             let _ = reply.send(done);
                         }
+                        Msg::Model(model) => detector.set_model(model),
                         Msg::Flush(done) => {
                             commit(&detector);
                             let _ = done.send(());
@@ -306,6 +324,7 @@ impl Pipeline {
             store,
             capacity,
             checkpoint_every,
+            model: std::sync::RwLock::new(None),
         });
         let metrics = Arc::new(Metrics::default());
         let (tx, _) = spawner.spawn(CHECKPOINT, metrics.clone())?;
@@ -519,6 +538,122 @@ impl Pipeline {
                 std::thread::sleep(every);
             })
             .expect("spawn source thread");
+        Ok(())
+    }
+
+    /// Puts `model` (or, with `None`, no model) into every detector, and into every shard
+    /// opened later. Sessions scored from the moment each detector receives it use it.
+    pub fn set_model(&self, model: Option<Arc<Model>>) {
+        *self
+            .spawner
+            .model
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = model.clone();
+        *self
+            .metrics
+            .model_name
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = model.as_ref().map(|m| m.name.clone());
+        for tx in self.detectors() {
+            // A detector that closed meanwhile needs no model.
+            let _ = tx.blocking_send(Msg::Model(model.clone()));
+        }
+    }
+
+    /// Loads the model at `dir` now (an error is returned: a model asked for at start must
+    /// load) and then watches its file on its own thread, every `every`: a changed file is
+    /// loaded and swapped in without a restart; one that does not load (unreadable, invalid,
+    /// trained on another feature schema) is logged and counted, and the model in use stays.
+    pub fn start_model_watcher(
+        &self,
+        dir: std::path::PathBuf,
+        every: std::time::Duration,
+    ) -> Result<(), mailsentry_detect::model::ModelError> {
+        let file = if dir.is_dir() {
+            dir.join(mailsentry_detect::model::MODEL_FILE)
+        } else {
+            dir.clone()
+        };
+        let stamp = |f: &std::path::Path| {
+            std::fs::metadata(f)
+                .ok()
+                .map(|m| (m.modified().ok(), m.len()))
+        };
+        let model = Model::load(&dir)?;
+        tracing::info!(model = %model.name, path = %file.display(), "model loaded");
+        self.metrics.model_loads.fetch_add(1, Ordering::Relaxed);
+        let mut seen = stamp(&file);
+        let pipeline = self.clone();
+        // Detectors are reached through blocking sends, which the async runtime forbids: the
+        // first model is handed over on the watcher's thread too.
+        let mut first = Some(Arc::new(model));
+        std::thread::Builder::new()
+            .name("model-watch".into())
+            .spawn(move || loop {
+                if let Some(model) = first.take() {
+                    pipeline.set_model(Some(model));
+                }
+                std::thread::sleep(every);
+                let now = stamp(&file);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                match Model::load(&dir) {
+                    Ok(model) => {
+                        tracing::info!(model = %model.name, path = %file.display(), "model changed on disk; reloaded");
+                        pipeline.metrics.model_loads.fetch_add(1, Ordering::Relaxed);
+                        pipeline.set_model(Some(Arc::new(model)));
+                    }
+                    Err(e) => {
+                        pipeline
+                            .metrics
+                            .model_load_errors
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, "model file changed but was refused; the model in use stays");
+                    }
+                }
+            })
+            .expect("spawn model watcher thread");
+        Ok(())
+    }
+
+    /// Follows the shared store's feed on its own thread and passes every analyst label to this
+    /// instance's detectors, so a label set through any instance reaches the instance whose
+    /// detector raised the alert (the others ignore it). Starts at the feed's current end.
+    pub fn start_label_follower(
+        &self,
+        store: Arc<dyn AlertStore>,
+        every: std::time::Duration,
+    ) -> Result<(), PipelineError> {
+        let mut cursor = store.counts()?.sequence;
+        let pipeline = self.clone();
+        std::thread::Builder::new()
+            .name("labels".into())
+            .spawn(move || loop {
+                match store.feed(cursor, 500) {
+                    Ok(page) => {
+                        for item in &page.items {
+                            if let Some(label) = &item.alert.label {
+                                for tx in pipeline.detectors() {
+                                    // A detector that closed meanwhile has nothing to learn.
+                                    let _ = tx.blocking_send(Msg::Label(
+                                        item.alert.id.clone(),
+                                        label.clone(),
+                                    ));
+                                }
+                            }
+                        }
+                        cursor = page.next_cursor;
+                        if page.has_more {
+                            continue;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "following labels failed; retrying"),
+                }
+                std::thread::sleep(every);
+            })
+            .expect("spawn label thread");
         Ok(())
     }
 

@@ -54,6 +54,8 @@ pub enum SinkKind {
         brokers: String,
         /// Topic.
         topic: String,
+        /// librdkafka properties (security protocol, SASL, CA ...).
+        properties: Vec<(String, String)>,
     },
 }
 
@@ -223,12 +225,16 @@ impl Deliverer {
                 }
                 result.map_err(|e| e.to_string())
             }
-            SinkKind::Kafka { brokers, topic } => {
+            SinkKind::Kafka {
+                brokers,
+                topic,
+                properties,
+            } => {
                 use rdkafka::producer::{BaseRecord, Producer};
                 if self.producer.is_none() {
-                    let producer = rdkafka::ClientConfig::new()
-                        .set("bootstrap.servers", brokers)
-                        .set("message.timeout.ms", "10000")
+                    let mut props = vec![("message.timeout.ms".to_owned(), "10000".to_owned())];
+                    props.extend(properties.iter().cloned());
+                    let producer = crate::kafka_source::client_config(brokers, &props)
                         .create_with_context(DeliveryContext::default())
                         .map_err(|e| e.to_string())?;
                     self.producer = Some(producer);

@@ -122,7 +122,7 @@ fn config(topic: &str, group: &str) -> KafkaConfig {
 #[test]
 fn kafka_alerts_equal_a_file_replay_and_survive_a_handover() {
     let topic = unique("raw");
-    ensure_topic(&brokers(), &topic, 4).unwrap();
+    ensure_topic(&brokers(), &topic, 4, &[]).unwrap();
     let published = publish(&brokers(), &topic, &demo_json(), &one_record_batches()).unwrap();
     assert!(published.records > 10_000, "{published:?}");
     assert!(published.keys >= 3, "keyed by tenant: {published:?}");
@@ -229,7 +229,7 @@ fn kafka_alerts_equal_a_file_replay_and_survive_a_handover() {
 #[test]
 fn broken_records_are_counted_and_the_alert_sink_publishes() {
     let topic = unique("mixed");
-    ensure_topic(&brokers(), &topic, 1).unwrap();
+    ensure_topic(&brokers(), &topic, 1, &[]).unwrap();
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .create()
@@ -272,7 +272,7 @@ fn broken_records_are_counted_and_the_alert_sink_publishes() {
 
     // The alert sink: two alerts from the store arrive on a topic, keyed by id, in order.
     let out = unique("alerts");
-    ensure_topic(&brokers(), &out, 1).unwrap();
+    ensure_topic(&brokers(), &out, 1, &[]).unwrap();
     let mk = |id: &str, score: u8| -> mailsentry_events::Alert {
         serde_json::from_value(serde_json::json!({
             "id": id, "version": 1, "created_at": "2024-03-12T10:00:00Z",
@@ -292,6 +292,7 @@ fn broken_records_are_counted_and_the_alert_sink_publishes() {
             kind: mailsentry_pipeline::sinks::SinkKind::Kafka {
                 brokers: brokers(),
                 topic: out.clone(),
+                properties: Vec::new(),
             },
         },
         store.clone(),
@@ -318,4 +319,194 @@ fn broken_records_are_counted_and_the_alert_sink_publishes() {
     }
     sink.stop();
     assert_eq!(got, ["alert-1", "alert-2"]);
+}
+
+#[test]
+fn a_label_set_through_another_instance_reaches_the_detector() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn AlertStore> = Arc::new(Store::open(&dir.path().join("l.db")).unwrap());
+    let rt = runtime();
+    let pipeline = rt.block_on(async {
+        let p = Pipeline::start(DetectConfig::default(), enrichment(), store.clone(), 16).unwrap();
+        let files = mailsentry_ingest::collect_input_files(&demo_json())
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect();
+        p.replay_files(files).await.unwrap();
+        p.flush().await.unwrap();
+        p
+    });
+    let alert = store.feed(0, 1000).unwrap().items[0].alert.clone();
+    pipeline
+        .start_label_follower(store.clone(), Duration::from_millis(100))
+        .unwrap();
+    // Another instance triages through the shared store; this instance never sees the request.
+    store
+        .triage(
+            &alert.id,
+            &mailsentry_store::Triage {
+                status: "closed".into(),
+                label: Some("false_positive".into()),
+                note: None,
+            },
+            "analyst@other-instance",
+        )
+        .unwrap();
+    wait_for(
+        "the label to reach the detector",
+        Duration::from_secs(30),
+        || pipeline.metrics.labels_applied.load(Ordering::Relaxed) == 1,
+    );
+    rt.block_on(pipeline.shutdown()).unwrap();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16) {
+    wait_for("the port to open", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
+/// Kills a child process when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Accepts TLS on `port` with `cert` and forwards the plaintext to `inner`.
+fn tls_terminator(cert: &rcgen::CertifiedKey, port: u16, inner: u16) -> tokio::runtime::Runtime {
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let rt = runtime();
+    rt.spawn(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", inner)).await
+                else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    rt
+}
+
+#[test]
+fn records_travel_over_tls_and_weak_suites_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.key_pair.serialize_pem()).unwrap();
+    let tls = vec![
+        ("security.protocol".to_owned(), "SSL".to_owned()),
+        ("ssl.ca.location".to_owned(), cert_pem.display().to_string()),
+    ];
+
+    // A broker reached over TLS only: tansu (whose own TLS listener does not work in 0.6)
+    // behind a rustls terminator that holds the certificate; tansu advertises the terminator's
+    // address, so every connection the client makes is TLS.
+    let (inner, port) = (free_port(), free_port());
+    let _broker = Reaped(
+        std::process::Command::new("tansu")
+            .args(["broker", "--storage-engine", "memory://tansu/"])
+            .args(["--listener-url", &format!("tcp://127.0.0.1:{inner}")])
+            .args([
+                "--advertised-listener-url",
+                &format!("tcp://localhost:{port}"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu on PATH (.ci/services installs it)"),
+    );
+    wait_port(inner);
+    let _terminator = tls_terminator(&cert, port, inner);
+    wait_port(port);
+    let brokers = format!("localhost:{port}");
+    let topic = unique("tls");
+    ensure_topic(&brokers, &topic, 1, &tls).unwrap();
+    let published = publish(&brokers, &topic, &demo_json()[2..], &tls).unwrap();
+    assert!(
+        published.records > 0 && published.failed == 0,
+        "{published:?}"
+    );
+    let store: Arc<dyn AlertStore> = Arc::new(Store::open(&dir.path().join("t.db")).unwrap());
+    let rt = runtime();
+    let pipeline = rt.block_on(async {
+        Pipeline::start(DetectConfig::default(), enrichment(), store.clone(), 16).unwrap()
+    });
+    let mut config = KafkaConfig::new(&brokers, &topic, &unique("tls-group"));
+    config.properties = tls.clone();
+    let source = KafkaSource::start(config, pipeline.clone()).unwrap();
+    let stats = source.stats.clone();
+    wait_for("the records over TLS", Duration::from_secs(60), || {
+        stats.messages.load(Ordering::Relaxed) >= published.records
+    });
+    source.stop();
+    rt.block_on(pipeline.shutdown()).unwrap();
+    assert_eq!(stats.rejected.load(Ordering::Relaxed), 0);
+
+    // A server offering only TLS 1.2 with RSA key exchange (no forward secrecy): the client
+    // must refuse to negotiate it.
+    let port = free_port();
+    let mut weak = std::process::Command::new("openssl")
+        .args(["s_server", "-tls1_2", "-cipher", "AES128-GCM-SHA256"])
+        .args(["-accept", &port.to_string()])
+        .arg("-cert")
+        .arg(&cert_pem)
+        .arg("-key")
+        .arg(&key_pem)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl on PATH");
+    wait_port(port);
+    let client: BaseConsumer =
+        mailsentry_pipeline::kafka_source::client_config(&format!("localhost:{port}"), &tls)
+            .set("group.id", "weak")
+            .create()
+            .unwrap();
+    let answer = client.fetch_metadata(None, Duration::from_secs(5));
+    assert!(answer.is_err(), "metadata from a non-forward-secret server");
+    drop(client);
+    let _ = weak.kill();
+    let out = weak.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("no shared cipher"), "{said}");
 }

@@ -369,6 +369,74 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         "mailsentry_events_processed_total {}",
         m.events_processed.load(Ordering::Relaxed)
     );
+    let _ = writeln!(out, "# HELP mailsentry_labels_applied_total Analyst labels applied by this instance's detectors.\n# TYPE mailsentry_labels_applied_total counter");
+    let _ = writeln!(
+        out,
+        "mailsentry_labels_applied_total {}",
+        m.labels_applied.load(Ordering::Relaxed)
+    );
+    for (name, help, v) in [
+        (
+            "model_loads_total",
+            "Models loaded, at start and on every change of the model file.",
+            &m.model_loads,
+        ),
+        (
+            "model_load_errors_total",
+            "Model files refused (the model in use stays).",
+            &m.model_load_errors,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP mailsentry_{name} {help}\n# TYPE mailsentry_{name} counter\nmailsentry_{name} {}",
+            v.load(Ordering::Relaxed)
+        );
+    }
+    if let Some(name) = m
+        .model_name
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_deref()
+    {
+        let _ = writeln!(
+            out,
+            "# HELP mailsentry_model_info The model layer in use.\n# TYPE mailsentry_model_info gauge\nmailsentry_model_info{{name=\"{}\"}} 1",
+            name.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+    }
+    let k = &m.kafka;
+    for (name, help, v) in [
+        ("messages", "Kafka messages read.", &k.messages),
+        (
+            "offset_gaps",
+            "Kafka offsets that never arrived between two reads of a partition.",
+            &k.gaps,
+        ),
+        (
+            "already_absorbed",
+            "Kafka messages skipped because a restored checkpoint covered them.",
+            &k.already_absorbed,
+        ),
+        ("commits", "Kafka offset commits.", &k.commits),
+        (
+            "partitions_assigned",
+            "Kafka partitions assigned to this instance.",
+            &k.assigned,
+        ),
+        (
+            "partitions_revoked",
+            "Kafka partitions revoked from this instance.",
+            &k.revoked,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP mailsentry_kafka_{name}_total {help}\n# TYPE mailsentry_kafka_{name}_total counter");
+        let _ = writeln!(
+            out,
+            "mailsentry_kafka_{name}_total {}",
+            v.load(Ordering::Relaxed)
+        );
+    }
     let _ = writeln!(out, "# HELP mailsentry_rejects_total Rejected records by class.\n# TYPE mailsentry_rejects_total counter");
     for (class, n) in m.rejects.lock().unwrap_or_else(|p| p.into_inner()).iter() {
         let _ = writeln!(out, "mailsentry_rejects_total{{class=\"{class}\"}} {n}");
