@@ -1087,16 +1087,49 @@ fn peak_note() -> String {
         .unwrap_or_default()
 }
 
-/// A progress bar on stderr for long runs (hidden when stderr is not a terminal).
-fn progress_bar(what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} [{elapsed_precise}]")
-            .expect("template"),
-    );
+/// A progress bar on stderr for long runs (hidden when stderr is not a terminal): over the
+/// data's event-time span when it is known (a simulator output's labels), else a spinner.
+fn progress_bar(what: &str, span: Option<(i64, i64)>) -> indicatif::ProgressBar {
+    let bar = match span {
+        Some((start, end)) if end > start => {
+            let bar = indicatif::ProgressBar::new((end - start) as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix}: [{bar:30}] {percent:>3}% of event time · {msg} · {elapsed_precise} (ETA {eta})",
+                )
+                .expect("template")
+                .progress_chars("=> "),
+            );
+            bar
+        }
+        _ => {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {prefix}: {msg} [{elapsed_precise}]",
+                )
+                .expect("template"),
+            );
+            bar
+        }
+    };
     bar.set_prefix(what.to_owned());
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
+}
+
+/// The event-time span of labelled simulator data.
+fn truth_span(labels: Option<&mailsentry_train::labels::Labels>) -> Option<(i64, i64)> {
+    let t = labels?.truth()?;
+    let start = t.start.and_hms_opt(0, 0, 0)?.and_utc().timestamp();
+    Some((start, start + i64::from(t.days) * 86_400))
+}
+
+/// Moves `bar` to event time `t` of `span`.
+fn advance(bar: &indicatif::ProgressBar, span: Option<(i64, i64)>, t: i64) {
+    if let Some((start, end)) = span {
+        bar.set_position((t.clamp(start, end) - start) as u64);
+    }
 }
 
 fn features(args: FeaturesArgs) -> Result<ExitCode> {
@@ -1109,7 +1142,8 @@ fn features(args: FeaturesArgs) -> Result<ExitCode> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    let bar = progress_bar("features");
+    let span = truth_span(labels.as_ref());
+    let bar = progress_bar("features", span);
     let started = std::time::Instant::now();
     let stats = mailsentry_train::frame::extract_features(
         &paths,
@@ -1118,6 +1152,7 @@ fn features(args: FeaturesArgs) -> Result<ExitCode> {
         labels.as_ref(),
         &args.out,
         |s| {
+            advance(&bar, span, s.event_time);
             bar.set_message(format!(
                 "{} records, {} sessions written",
                 s.records, s.rows
@@ -1153,14 +1188,18 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     let mut rows = if args.data.is_dir() {
         let enrichment = data_enrichment(&args.asn_db, &args.data)?;
         let config = load_config(args.config.as_ref())?;
-        let bar = progress_bar("sessions");
+        let span = truth_span(labels.as_ref());
+        let bar = progress_bar("sessions", span);
         let pass = mailsentry_train::eval::run_pass(
             &data_logs(&args.data),
             &config,
             &enrichment,
             None,
             false,
-            &mut |n| bar.set_message(format!("{n} records")),
+            &mut |n, t| {
+                advance(&bar, span, t);
+                bar.set_message(format!("{n} records"))
+            },
         );
         bar.finish_and_clear();
         eprintln!(
@@ -1216,7 +1255,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         },
         ..Default::default()
     };
-    let bar = progress_bar("fitting");
+    let bar = progress_bar("fitting", None);
     bar.set_message(format!("{} scored sessions", rows.len()));
     let (model, summary) = fit::train(&rows, &options)?;
     bar.finish_and_clear();
@@ -1245,14 +1284,18 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
     let enrichment = data_enrichment(&args.asn_db, &args.data)?;
     let config = load_config(args.config.as_ref())?;
     let model = args.model.as_deref().map(load_model).transpose()?;
-    let bar = progress_bar("eval");
+    let span = truth_span(Some(&labels));
+    let bar = progress_bar("eval", span);
     let result = mailsentry_train::eval::run_eval(
         &data_logs(&args.data),
         &truth,
         &config,
         &enrichment,
         model,
-        &mut |pass, n| bar.set_message(format!("{pass}: {n} records")),
+        &mut |pass, n, t| {
+            advance(&bar, span, t);
+            bar.set_message(format!("{pass}: {n} records"))
+        },
     );
     bar.finish_and_clear();
     mailsentry_train::eval::write_report(&args.report, &result)?;

@@ -38,14 +38,15 @@ pub struct Pass {
 }
 
 /// Runs the detector (with `model` when given, and the reference rules when asked) over every
-/// file under `paths`; `progress` is called with records read.
+/// file under `paths`; `progress` is called with records read and the event time (Unix
+/// seconds) reached.
 pub fn run_pass(
     paths: &[PathBuf],
     config: &DetectConfig,
     enrichment: &Arc<Enrichment>,
     model: Option<Arc<Model>>,
     references: bool,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(u64, i64),
 ) -> Pass {
     let started = std::time::Instant::now();
     let files: Vec<PathBuf> = mailsentry_ingest::collect_input_files(paths)
@@ -58,7 +59,7 @@ pub fn run_pass(
     detector.set_model(model);
     let mut refs = references.then(|| ReferenceDetectors::new(enrichment.clone()));
     let mut rows = Vec::new();
-    let (mut events, mut rejected) = (0u64, 0u64);
+    let (mut events, mut rejected, mut reached) = (0u64, 0u64, i64::MIN);
     while let Some(item) = merged.next() {
         match item {
             Decoded::Event(e) => {
@@ -67,9 +68,10 @@ pub fn run_pass(
                     r.process(&e);
                 }
                 events += 1;
+                reached = reached.max(e.time.timestamp());
                 if events.is_multiple_of(65_536) {
                     rows.extend(detector.take_feature_rows());
-                    progress(merged.stats().records);
+                    progress(merged.stats().records, reached);
                 }
             }
             Decoded::Reject(_) => rejected += 1,
@@ -77,7 +79,7 @@ pub fn run_pass(
     }
     detector.finish();
     rows.extend(detector.take_feature_rows());
-    progress(merged.stats().records);
+    progress(merged.stats().records, reached);
     let epoch = chrono::DateTime::from_timestamp(0, 0).expect("epoch");
     Pass {
         alerts: detector.alerts(epoch),
@@ -249,11 +251,11 @@ pub fn run_eval(
     config: &DetectConfig,
     enrichment: &Arc<Enrichment>,
     model: Option<Arc<Model>>,
-    progress: &mut dyn FnMut(&str, u64),
+    progress: &mut dyn FnMut(&str, u64, i64),
 ) -> EvalResult {
     let labels = Labels::Truth(truth.clone());
-    let base = run_pass(paths, config, enrichment, None, true, &mut |n| {
-        progress("without model", n)
+    let base = run_pass(paths, config, enrichment, None, true, &mut |n, t| {
+        progress("without model", n, t)
     });
     let base_rows = Rows::from_features(&base.rows, Some(&labels));
     let mut detectors = vec![evaluate(
@@ -274,7 +276,7 @@ pub fn run_eval(
             enrichment,
             Some(m.clone()),
             false,
-            &mut |n| progress("with model", n),
+            &mut |n, t| progress("with model", n, t),
         );
         pass_seconds.push(with.seconds);
         let with_rows = Rows::from_features(&with.rows, Some(&labels));

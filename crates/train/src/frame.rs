@@ -31,6 +31,8 @@ pub struct ExtractStats {
     pub rows: u64,
     /// Rows labelled as attack.
     pub attack_rows: u64,
+    /// Latest event time reached, Unix seconds.
+    pub event_time: i64,
 }
 
 fn frame(rows: &[SessionFeatures], labels: Option<&Labels>) -> PolarsResult<DataFrame> {
@@ -167,6 +169,7 @@ pub fn extract_features(
         match item {
             Decoded::Event(e) => {
                 stats.events += 1;
+                stats.event_time = stats.event_time.max(e.time.timestamp());
                 detector.process(&e);
                 if stats.events.is_multiple_of(65_536) {
                     pending.extend(detector.take_feature_rows());

@@ -49,7 +49,7 @@ fn live_pass(s: &Sim) -> mailsentry_train::eval::Pass {
         &s.enrichment,
         None,
         false,
-        &mut |_| {},
+        &mut |_, _| {},
     )
 }
 
