@@ -554,12 +554,17 @@ fn load_config(path: Option<&PathBuf>) -> Result<mailsentry_detect::DetectConfig
     Ok(read_config_file(path)?.detect.unwrap_or_default())
 }
 
-/// The model directory: `--model`, else the configuration file's `model`.
-fn model_dir(flag: Option<&PathBuf>, config: Option<&PathBuf>) -> Result<Option<PathBuf>> {
-    if let Some(dir) = flag {
-        return Ok(Some(dir.clone()));
-    }
-    Ok(read_config_file(config)?.model)
+/// The detector settings and the model directory (`--model`, else the configuration file's
+/// `model`), from one read of the configuration file.
+fn load_config_and_model(
+    config: Option<&PathBuf>,
+    model_flag: Option<&PathBuf>,
+) -> Result<(mailsentry_detect::DetectConfig, Option<PathBuf>)> {
+    let file = read_config_file(config)?;
+    Ok((
+        file.detect.unwrap_or_default(),
+        model_flag.cloned().or(file.model),
+    ))
 }
 
 /// Loads the model layer for a one-shot run (`replay`, `eval`).
@@ -581,14 +586,10 @@ fn wall_time() -> chrono::DateTime<chrono::Utc> {
 const STATE_FILE: &str = "detector.json";
 
 fn replay(args: ReplayArgs) -> Result<ExitCode> {
-    use mailsentry_detect::{Detector, Enrichment};
+    use mailsentry_detect::Detector;
     let started = std::time::Instant::now();
-    let config = load_config(args.config.as_ref())?;
-    let mut enrichment = Enrichment::none();
-    for db in &args.asn_db {
-        enrichment.load(db).context("loading --asn-db")?;
-    }
-    let enrichment = Arc::new(enrichment);
+    let (config, model) = load_config_and_model(args.config.as_ref(), args.model.as_ref())?;
+    let enrichment = Arc::new(asn_dbs(&args.asn_db)?);
     let mut detector = match &args.state {
         Some(dir) if dir.join(STATE_FILE).exists() => {
             let path = dir.join(STATE_FILE);
@@ -603,7 +604,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         }
         _ => Detector::new(config, enrichment.clone()),
     };
-    if let Some(dir) = model_dir(args.model.as_ref(), args.config.as_ref())? {
+    if let Some(dir) = model {
         detector.set_model(Some(load_model(&dir)?));
     }
     let stderr = io::stderr();
@@ -741,7 +742,6 @@ fn demo_dir() -> Option<PathBuf> {
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
-    use mailsentry_detect::Enrichment;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
@@ -752,12 +752,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     } else {
         logs.init();
     }
-    let config = load_config(args.config.as_ref())?;
-    let model = model_dir(args.model.as_ref(), args.config.as_ref())?;
-    let mut enrichment = Enrichment::none();
-    for db in &args.asn_db {
-        enrichment.load(db).context("loading --asn-db")?;
-    }
+    let (config, model) = load_config_and_model(args.config.as_ref(), args.model.as_ref())?;
+    let mut enrichment = asn_dbs(&args.asn_db)?;
     let demo = if args.demo {
         let dir =
             demo_dir().context("--demo: datasets/demo not found (run from the repository)")?;
@@ -1021,12 +1017,21 @@ fn write_private(path: &std::path::Path, secret: &str) -> Result<()> {
     Ok(())
 }
 
+/// Enrichment from the `--asn-db` databases.
+fn asn_dbs(dbs: &[PathBuf]) -> Result<mailsentry_detect::Enrichment> {
+    let mut enrichment = mailsentry_detect::Enrichment::none();
+    for db in dbs {
+        enrichment.load(db).context("loading --asn-db")?;
+    }
+    Ok(enrichment)
+}
+
 /// Enrichment from `--asn-db`, else the data directory's own tables (a simulator output).
 fn data_enrichment(
     dbs: &[PathBuf],
     data: &std::path::Path,
 ) -> Result<Arc<mailsentry_detect::Enrichment>> {
-    let mut enrichment = mailsentry_detect::Enrichment::none();
+    let mut enrichment = asn_dbs(dbs)?;
     if dbs.is_empty() {
         for table in ["asn.csv", "country.csv"] {
             let p = data.join(table);
@@ -1036,9 +1041,6 @@ fn data_enrichment(
                     .with_context(|| format!("loading {}", p.display()))?;
             }
         }
-    }
-    for db in dbs {
-        enrichment.load(db).context("loading --asn-db")?;
     }
     Ok(Arc::new(enrichment))
 }
@@ -1125,11 +1127,23 @@ fn truth_span(labels: Option<&mailsentry_train::labels::Labels>) -> Option<(i64,
     Some((start, start + i64::from(t.days) * 86_400))
 }
 
-/// Moves `bar` to event time `t` of `span`.
-fn advance(bar: &indicatif::ProgressBar, span: Option<(i64, i64)>, t: i64) {
+/// Shows on `bar` how far a pass has got (in event time when the span is known); `pass` names
+/// it when a command makes several.
+fn show_progress(
+    bar: &indicatif::ProgressBar,
+    span: Option<(i64, i64)>,
+    pass: Option<&str>,
+    p: &mailsentry_train::pass::Progress,
+) {
     if let Some((start, end)) = span {
-        bar.set_position((t.clamp(start, end) - start) as u64);
+        bar.set_position((p.event_time.clamp(start, end) - start) as u64);
     }
+    bar.set_message(format!(
+        "{}{} records, {} sessions",
+        pass.map(|x| format!("{x}: ")).unwrap_or_default(),
+        p.records,
+        p.sessions
+    ));
 }
 
 fn features(args: FeaturesArgs) -> Result<ExitCode> {
@@ -1151,13 +1165,7 @@ fn features(args: FeaturesArgs) -> Result<ExitCode> {
         enrichment,
         labels.as_ref(),
         &args.out,
-        |s| {
-            advance(&bar, span, s.event_time);
-            bar.set_message(format!(
-                "{} records, {} sessions written",
-                s.records, s.rows
-            ))
-        },
+        &mut |p| show_progress(&bar, span, None, p),
     )?;
     bar.finish_and_clear();
     eprintln!(
@@ -1190,25 +1198,22 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         let config = load_config(args.config.as_ref())?;
         let span = truth_span(labels.as_ref());
         let bar = progress_bar("sessions", span);
-        let pass = mailsentry_train::eval::run_pass(
+        let (pass, sessions) = mailsentry_train::pass::run_pass(
             &data_logs(&args.data),
             &config,
             &enrichment,
             None,
             false,
-            &mut |n, t| {
-                advance(&bar, span, t);
-                bar.set_message(format!("{n} records"))
-            },
+            &mut |p| show_progress(&bar, span, None, p),
         );
         bar.finish_and_clear();
         eprintln!(
             "train: {} records ({} rejected) → {} sessions",
             pass.records,
             pass.rejected,
-            pass.rows.len()
+            sessions.len()
         );
-        frame::Rows::from_features(&pass.rows, labels.as_ref())
+        frame::Rows::from_features(&sessions, labels.as_ref())
     } else {
         frame::read_rows(&args.data)?
     };
@@ -1292,10 +1297,7 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
         &config,
         &enrichment,
         model,
-        &mut |pass, n, t| {
-            advance(&bar, span, t);
-            bar.set_message(format!("{pass}: {n} records"))
-        },
+        &mut |pass, p| show_progress(&bar, span, Some(pass), p),
     );
     bar.finish_and_clear();
     mailsentry_train::eval::write_report(&args.report, &result)?;

@@ -1060,14 +1060,11 @@ impl Detector {
 
     fn evaluate_session(&mut self, id: u64, now: Secs) -> Option<Evaluation> {
         let eval = self.score_session(id, now)?;
-        let now = now.max(self.sessions.get(&id)?.last);
-        let ck = {
-            let session = self.sessions.get(&id)?;
-            (session.key.tenant.clone(), session.key.connector.clone())
-        };
         self.stats.evaluations += 1;
         let threshold = self.config.alert_score();
         let session = self.sessions.get_mut(&id)?;
+        let now = now.max(session.last);
+        let ck = (session.key.tenant.clone(), session.key.connector.clone());
         if eval.score > session.best_score {
             session.best_score = eval.score;
         }
@@ -1096,11 +1093,15 @@ impl Detector {
         };
         let last = session.last;
         // A last look with everything the session did.
-        if session.events > 1 && session.next_eval > session.events {
-            self.evaluate_session(id, last);
-        }
+        let last_look = if session.events > 1 && session.next_eval > session.events {
+            self.evaluate_session(id, last)
+        } else {
+            None
+        };
         if self.feature_rows.is_some() {
-            if let Some(eval) = self.score_session(id, last) {
+            // Acting on an evaluation changes nothing it is computed from: the last look, when
+            // there was one, is the session's row.
+            if let Some(eval) = last_look.or_else(|| self.score_session(id, last)) {
                 let session = &self.sessions[&id];
                 let offset = self.tenant_offset(&session.key.tenant, session.first);
                 let row = crate::features::session_features(session, &eval, offset);

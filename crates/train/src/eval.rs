@@ -6,90 +6,19 @@
 use crate::fit::auc;
 use crate::frame::Rows;
 use crate::labels::Labels;
+use crate::pass::{run_pass, Progress};
 use crate::plots::{distribution, lines, Axes, Series};
 use crate::{io_at, TrainError};
 use mailsentry_detect::evaluation::{at_least, evaluate, of_reference_rule, EvalReport};
-use mailsentry_detect::features::SessionFeatures;
 use mailsentry_detect::model::Model;
-use mailsentry_detect::reference::{RefAlert, ReferenceDetectors, REFERENCE_RULES};
-use mailsentry_detect::{DetectConfig, Detector, Enrichment};
-use mailsentry_events::{Alert, GroundTruth, Severity};
-use mailsentry_ingest::{DecodeOptions, Decoded, MergedEvents};
+use mailsentry_detect::reference::{RefAlert, REFERENCE_RULES};
+use mailsentry_detect::{DetectConfig, Enrichment};
+use mailsentry_events::{GroundTruth, Severity};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// One pass of the detector over the data.
-pub struct Pass {
-    /// Alerts (created at the epoch: reports are reproducible).
-    pub alerts: Vec<Alert>,
-    /// Feature rows of every closed session.
-    pub rows: Vec<SessionFeatures>,
-    /// The reference rules' alerts (first pass only).
-    pub references: Vec<RefAlert>,
-    /// Records read.
-    pub records: u64,
-    /// Records rejected.
-    pub rejected: u64,
-    /// Seconds the pass took.
-    pub seconds: f64,
-}
-
-/// Runs the detector (with `model` when given, and the reference rules when asked) over every
-/// file under `paths`; `progress` is called with records read and the event time (Unix
-/// seconds) reached.
-pub fn run_pass(
-    paths: &[PathBuf],
-    config: &DetectConfig,
-    enrichment: &Arc<Enrichment>,
-    model: Option<Arc<Model>>,
-    references: bool,
-    progress: &mut dyn FnMut(u64, i64),
-) -> Pass {
-    let started = std::time::Instant::now();
-    let files: Vec<PathBuf> = mailsentry_ingest::collect_input_files(paths)
-        .into_iter()
-        .filter_map(Result::ok)
-        .collect();
-    let mut merged = MergedEvents::new(files, DecodeOptions::default());
-    let mut detector = Detector::new(config.clone(), enrichment.clone());
-    detector.collect_feature_rows();
-    detector.set_model(model);
-    let mut refs = references.then(|| ReferenceDetectors::new(enrichment.clone()));
-    let mut rows = Vec::new();
-    let (mut events, mut rejected, mut reached) = (0u64, 0u64, i64::MIN);
-    while let Some(item) = merged.next() {
-        match item {
-            Decoded::Event(e) => {
-                detector.process(&e);
-                if let Some(r) = refs.as_mut() {
-                    r.process(&e);
-                }
-                events += 1;
-                reached = reached.max(e.time.timestamp());
-                if events.is_multiple_of(65_536) {
-                    rows.extend(detector.take_feature_rows());
-                    progress(merged.stats().records, reached);
-                }
-            }
-            Decoded::Reject(_) => rejected += 1,
-        }
-    }
-    detector.finish();
-    rows.extend(detector.take_feature_rows());
-    progress(merged.stats().records, reached);
-    let epoch = chrono::DateTime::from_timestamp(0, 0).expect("epoch");
-    Pass {
-        alerts: detector.alerts(epoch),
-        rows,
-        references: refs.map(ReferenceDetectors::finish).unwrap_or_default(),
-        records: merged.stats().records,
-        rejected,
-        seconds: started.elapsed().as_secs_f64(),
-    }
-}
 
 /// Average precision and curve of one ranking for one scenario.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -251,13 +180,13 @@ pub fn run_eval(
     config: &DetectConfig,
     enrichment: &Arc<Enrichment>,
     model: Option<Arc<Model>>,
-    progress: &mut dyn FnMut(&str, u64, i64),
+    progress: &mut dyn FnMut(&str, &Progress),
 ) -> EvalResult {
     let labels = Labels::Truth(truth.clone());
-    let base = run_pass(paths, config, enrichment, None, true, &mut |n, t| {
-        progress("without model", n, t)
+    let (base, rows) = run_pass(paths, config, enrichment, None, true, &mut |p| {
+        progress("without model", p)
     });
-    let base_rows = Rows::from_features(&base.rows, Some(&labels));
+    let base_rows = Rows::from_features(&rows, Some(&labels));
     let mut detectors = vec![evaluate(
         "mailsentry",
         truth,
@@ -270,16 +199,16 @@ pub fn run_eval(
     let mut model_improves = None;
     let mut verdict = "no model given: the detector alone".to_owned();
     if let Some(m) = &model {
-        let with = run_pass(
+        let (with, rows) = run_pass(
             paths,
             config,
             enrichment,
             Some(m.clone()),
             false,
-            &mut |n, t| progress("with model", n, t),
+            &mut |p| progress("with model", p),
         );
         pass_seconds.push(with.seconds);
-        let with_rows = Rows::from_features(&with.rows, Some(&labels));
+        let with_rows = Rows::from_features(&rows, Some(&labels));
         detectors.push(evaluate(
             "mailsentry + model",
             truth,

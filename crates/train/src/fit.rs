@@ -17,7 +17,7 @@ use crate::{io_at, TrainError};
 use linfa::prelude::*;
 use linfa_clustering::GaussianMixtureModel;
 use linfa_logistic::LogisticRegression;
-use mailsentry_detect::features::{feature_names, schema_hash, SessionFeatures};
+use mailsentry_detect::features::{feature_names, schema_hash};
 use mailsentry_detect::model::{
     Mixture, Model, Provenance, Reranker, Scaler, FORMAT_VERSION, MODEL_FILE,
 };
@@ -105,18 +105,7 @@ pub struct TrainSummary {
 /// with ground truth).
 pub fn relabel(rows: &mut Rows, labels: &Labels) {
     for i in 0..rows.len() {
-        let key = SessionFeatures {
-            tenant_id: rows.tenant[i].clone(),
-            connector: rows.connector[i].clone(),
-            source: rows.source[i].clone(),
-            first: rows.first[i],
-            last: rows.last[i],
-            score: 0,
-            p_value: 1.0,
-            learning: false,
-            values: Vec::new(),
-        };
-        let known = labels.of(&key);
+        let known = labels.of(rows.key(i));
         rows.label[i] = known.as_ref().map(|k| k.attack);
         rows.scenario[i] = known.and_then(|k| k.scenario);
     }

@@ -6,11 +6,11 @@
 //! file with polars, in row groups of [`ROWS_PER_GROUP`] so memory stays bounded whatever the
 //! input size. [`read_rows`] loads the scored (post-learning) rows back for training.
 
-use crate::labels::Labels;
-use crate::TrainError;
+use crate::labels::{Labels, SessionKey};
+use crate::pass::{stream_pass, Progress};
+use crate::{io_at, TrainError};
 use mailsentry_detect::features::{feature_names, SessionFeatures};
-use mailsentry_detect::{DetectConfig, Detector, Enrichment};
-use mailsentry_ingest::{DecodeOptions, Decoded, MergedEvents};
+use mailsentry_detect::{DetectConfig, Enrichment};
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,8 +31,6 @@ pub struct ExtractStats {
     pub rows: u64,
     /// Rows labelled as attack.
     pub attack_rows: u64,
-    /// Latest event time reached, Unix seconds.
-    pub event_time: i64,
 }
 
 fn frame(rows: &[SessionFeatures], labels: Option<&Labels>) -> PolarsResult<DataFrame> {
@@ -81,7 +79,10 @@ fn frame(rows: &[SessionFeatures], labels: Option<&Labels>) -> PolarsResult<Data
             rows.iter().map(|r| r.values[i]).collect::<Vec<_>>(),
         ));
     }
-    let known: Vec<_> = rows.iter().map(|r| labels.and_then(|l| l.of(r))).collect();
+    let known: Vec<_> = rows
+        .iter()
+        .map(|r| labels.and_then(|l| l.of(r.into())))
+        .collect();
     let scenario: Vec<Option<&str>> = known
         .iter()
         .map(|k| k.as_ref().and_then(|k| k.scenario.as_deref()))
@@ -97,23 +98,18 @@ struct FrameSink<'t> {
     file: Option<std::fs::File>,
     writer: Option<polars::io::parquet::write::BatchedWriter<std::fs::File>>,
     labels: Option<&'t Labels>,
+    rows: u64,
+    attack_rows: u64,
 }
 
 impl FrameSink<'_> {
-    fn write(
-        &mut self,
-        rows: &[SessionFeatures],
-        stats: &mut ExtractStats,
-    ) -> Result<(), TrainError> {
+    fn write(&mut self, rows: &[SessionFeatures]) -> Result<(), TrainError> {
         if rows.is_empty() && self.writer.is_some() {
             return Ok(());
         }
         let df = frame(rows, self.labels)?;
-        stats.rows += df.height() as u64;
-        stats.attack_rows += rows
-            .iter()
-            .filter(|r| self.labels.and_then(|l| l.of(r)).is_some_and(|k| k.attack))
-            .count() as u64;
+        self.rows += df.height() as u64;
+        self.attack_rows += u64::from(df.column("label")?.bool()?.sum().unwrap_or(0));
         if self.writer.is_none() {
             let file = self
                 .file
@@ -145,51 +141,42 @@ pub fn extract_features(
     enrichment: Arc<Enrichment>,
     labels: Option<&Labels>,
     out: &Path,
-    mut progress: impl FnMut(&ExtractStats),
+    progress: &mut dyn FnMut(&Progress),
 ) -> Result<ExtractStats, TrainError> {
-    let files: Vec<PathBuf> = mailsentry_ingest::collect_input_files(paths)
-        .into_iter()
-        .filter_map(Result::ok)
-        .collect();
-    let mut merged = MergedEvents::new(files, DecodeOptions::default());
-    let mut detector = Detector::new(config, enrichment);
-    detector.collect_feature_rows();
-    let file = std::fs::File::create(out).map_err(|source| TrainError::Io {
-        path: out.to_owned(),
-        source,
-    })?;
+    let file = std::fs::File::create(out).map_err(io_at(out))?;
     let mut sink = FrameSink {
         file: Some(file),
         writer: None,
         labels,
+        rows: 0,
+        attack_rows: 0,
     };
-    let mut stats = ExtractStats::default();
     let mut pending: Vec<SessionFeatures> = Vec::new();
-    while let Some(item) = merged.next() {
-        match item {
-            Decoded::Event(e) => {
-                stats.events += 1;
-                stats.event_time = stats.event_time.max(e.time.timestamp());
-                detector.process(&e);
-                if stats.events.is_multiple_of(65_536) {
-                    pending.extend(detector.take_feature_rows());
-                    if pending.len() >= ROWS_PER_GROUP {
-                        sink.write(&pending, &mut stats)?;
-                        pending.clear();
-                    }
-                    stats.records = merged.stats().records;
-                    progress(&stats);
-                }
+    let pass = stream_pass(
+        paths,
+        &config,
+        &enrichment,
+        None,
+        false,
+        &mut |rows| {
+            pending.extend(rows);
+            if pending.len() >= ROWS_PER_GROUP {
+                sink.write(&pending)?;
+                pending.clear();
             }
-            Decoded::Reject(_) => stats.rejected += 1,
-        }
-    }
-    detector.finish();
-    pending.extend(detector.take_feature_rows());
-    sink.write(&pending, &mut stats)?;
+            Ok(())
+        },
+        progress,
+    )?;
+    sink.write(&pending)?;
+    let stats = ExtractStats {
+        records: pass.records,
+        events: pass.events,
+        rejected: pass.rejected,
+        rows: sink.rows,
+        attack_rows: sink.attack_rows,
+    };
     sink.finish()?;
-    stats.records = merged.stats().records;
-    progress(&stats);
     Ok(stats)
 }
 
@@ -232,6 +219,17 @@ impl Rows {
         self.first.is_empty()
     }
 
+    /// Row `i`'s session, for matching labels.
+    pub fn key(&self, i: usize) -> SessionKey<'_> {
+        SessionKey {
+            tenant: &self.tenant[i],
+            connector: &self.connector[i],
+            source: &self.source[i],
+            first: self.first[i],
+            last: self.last[i],
+        }
+    }
+
     /// Row `i`'s values.
     pub fn row(&self, i: usize) -> &[f64] {
         &self.values[i * self.width..(i + 1) * self.width]
@@ -244,7 +242,7 @@ impl Rows {
             ..Rows::default()
         };
         for r in rows.iter().filter(|r| !r.learning) {
-            let known = labels.and_then(|l| l.of(r));
+            let known = labels.and_then(|l| l.of(r.into()));
             out.values.extend_from_slice(&r.values);
             out.tenant.push(r.tenant_id.clone());
             out.connector.push(r.connector.clone());

@@ -35,6 +35,33 @@ pub enum Labels {
     Analyst(Vec<LabelledAlert>),
 }
 
+/// What labels are matched on: a session's tenant, connector, source and time span.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SessionKey<'a> {
+    /// Tenant (or, for mail relay, the recipient domain).
+    pub tenant: &'a str,
+    /// Connector.
+    pub connector: &'a str,
+    /// Source address.
+    pub source: &'a str,
+    /// First event, Unix seconds.
+    pub first: i64,
+    /// Last event, Unix seconds.
+    pub last: i64,
+}
+
+impl<'a> From<&'a SessionFeatures> for SessionKey<'a> {
+    fn from(r: &'a SessionFeatures) -> Self {
+        SessionKey {
+            tenant: &r.tenant_id,
+            connector: &r.connector,
+            source: &r.source,
+            first: r.first,
+            last: r.last,
+        }
+    }
+}
+
 /// A session's label.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionLabel {
@@ -99,7 +126,7 @@ impl Labels {
     }
 
     /// The label of a session, if known.
-    pub fn of(&self, row: &SessionFeatures) -> Option<SessionLabel> {
+    pub fn of(&self, row: SessionKey<'_>) -> Option<SessionLabel> {
         match self {
             Labels::Truth(t) => Some(match label_of(t, row) {
                 Some(s) => SessionLabel {
@@ -114,9 +141,9 @@ impl Labels {
             Labels::Analyst(alerts) => alerts
                 .iter()
                 .find(|a| {
-                    a.tenant == row.tenant_id
+                    a.tenant == row.tenant
                         && a.connector == row.connector
-                        && a.ips.iter().any(|ip| ip == &row.source)
+                        && a.ips.iter().any(|ip| ip == row.source)
                         && row.last >= a.first
                         && row.first <= a.last
                 })
@@ -148,19 +175,19 @@ fn labelled(alerts: &[Alert]) -> Vec<LabelledAlert> {
 
 /// The scenario of the campaign whose tenant (or, for mail relay, the tenant's domain),
 /// connector and sources a session shares and whose window it overlaps.
-pub fn label_of<'t>(truth: &'t GroundTruth, row: &SessionFeatures) -> Option<&'t str> {
+pub fn label_of<'t>(truth: &'t GroundTruth, row: SessionKey<'_>) -> Option<&'t str> {
     truth
         .campaigns
         .iter()
         .find(|c| {
-            let tenant_ok = c.tenant_id == row.tenant_id
+            let tenant_ok = c.tenant_id == row.tenant
                 || truth
                     .tenants
                     .iter()
-                    .any(|t| t.id == c.tenant_id && t.domain == row.tenant_id);
+                    .any(|t| t.id == c.tenant_id && t.domain == row.tenant);
             tenant_ok
                 && c.app_id == row.connector
-                && c.source_ips.iter().any(|ip| ip == &row.source)
+                && c.source_ips.iter().any(|ip| ip == row.source)
                 && row.last >= c.start.timestamp()
                 && row.first <= c.end.timestamp()
         })

@@ -5,6 +5,8 @@
 //! - [`fit`]: the model layer — a Gaussian mixture (linfa) with a conformal calibration set,
 //!   and, with labels, a logistic-regression re-ranker — written as a versioned artifact with
 //!   its model card.
+//! - [`pass`]: one pass of the live detector over logs, handing over the closed sessions'
+//!   feature rows.
 //! - [`eval`]: the detector with and without the model beside the reference rules, as
 //!   metrics JSON and a Markdown report with SVG plots ([`plots`]).
 //!
@@ -14,6 +16,7 @@ pub mod eval;
 pub mod fit;
 pub mod frame;
 pub mod labels;
+pub mod pass;
 pub mod plots;
 
 use std::path::PathBuf;

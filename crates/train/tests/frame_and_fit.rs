@@ -1,11 +1,13 @@
 //! The feature frame round-trips through Parquet with exactly the live detector's sessions, and
 //! training on it is deterministic and refuses what it cannot use.
 
+use mailsentry_detect::features::SessionFeatures;
 use mailsentry_detect::model::Model;
 use mailsentry_detect::{DetectConfig, Enrichment};
 use mailsentry_train::fit::{train, write_model, TrainOptions};
 use mailsentry_train::frame::{extract_features, read_rows, Rows};
 use mailsentry_train::labels::Labels;
+use mailsentry_train::pass::{run_pass, Pass};
 use polars::prelude::*;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -42,14 +44,14 @@ fn sim() -> &'static Sim {
 }
 
 /// The live detector over the simulation, collecting feature rows.
-fn live_pass(s: &Sim) -> mailsentry_train::eval::Pass {
-    mailsentry_train::eval::run_pass(
+fn live_pass(s: &Sim) -> (Pass, Vec<SessionFeatures>) {
+    run_pass(
         std::slice::from_ref(&s.logs),
         &DetectConfig::default(),
         &s.enrichment,
         None,
         false,
-        &mut |_, _| {},
+        &mut |_| {},
     )
 }
 
@@ -64,15 +66,15 @@ fn the_parquet_frame_holds_the_live_sessions_and_reads_back() {
         s.enrichment.clone(),
         Some(&s.labels),
         &out,
-        |_| {},
+        &mut |_| {},
     )
     .unwrap();
     assert_eq!(stats.rejected, 0);
     assert!(stats.attack_rows > 0, "{stats:?}");
 
     // The same sessions as an in-memory pass of the live detector.
-    let pass = live_pass(s);
-    assert_eq!(stats.rows, pass.rows.len() as u64);
+    let (_, live) = live_pass(s);
+    assert_eq!(stats.rows, live.len() as u64);
 
     // Anyone's polars reads it: every feature column, one row per session.
     let df = ParquetReader::new(std::fs::File::open(&out).unwrap())
@@ -92,7 +94,7 @@ fn the_parquet_frame_holds_the_live_sessions_and_reads_back() {
     assert_eq!(attacks as u64, stats.attack_rows);
 
     let rows = read_rows(&out).unwrap();
-    let expected = Rows::from_features(&pass.rows, Some(&s.labels));
+    let expected = Rows::from_features(&live, Some(&s.labels));
     assert_eq!(rows, expected, "scored rows read back exactly");
 }
 
@@ -114,8 +116,8 @@ fn a_frame_of_another_schema_is_refused_by_column() {
 #[test]
 fn training_is_deterministic_and_the_detector_loads_the_result() {
     let s = sim();
-    let pass = live_pass(s);
-    let rows = Rows::from_features(&pass.rows, Some(&s.labels));
+    let (_, live) = live_pass(s);
+    let rows = Rows::from_features(&live, Some(&s.labels));
     let options = TrainOptions {
         name: "t@1".into(),
         min_attacks: 1,
@@ -176,7 +178,7 @@ fn training_is_deterministic_and_the_detector_loads_the_result() {
 #[test]
 fn analyst_labels_from_an_exported_feed_page_label_their_sessions_only() {
     let s = sim();
-    let pass = live_pass(s);
+    let (pass, live) = live_pass(s);
     let mut alerts = pass.alerts.clone();
     assert!(alerts.len() >= 2);
     alerts[0].label = Some("true_positive".into());
@@ -190,7 +192,7 @@ fn analyst_labels_from_an_exported_feed_page_label_their_sessions_only() {
     .unwrap();
     let labels = Labels::load(&page).unwrap();
     assert!(labels.truth().is_none());
-    let rows = Rows::from_features(&pass.rows, Some(&labels));
+    let rows = Rows::from_features(&live, Some(&labels));
     let attack = rows.label.iter().filter(|l| **l == Some(true)).count();
     let benign = rows.label.iter().filter(|l| **l == Some(false)).count();
     let unknown = rows.label.iter().filter(|l| l.is_none()).count();
