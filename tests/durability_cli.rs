@@ -7,14 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "durability-test-admin-token";
+mod common;
+use common::{free_port, repo_root, wait_healthy};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+const TOKEN: &str = "durability-test-admin-token";
 
 fn start(data: &Path, port: u16) -> Child {
     let child = Command::new(assert_cmd::cargo::cargo_bin("mailsentry"))
@@ -34,14 +30,7 @@ fn start(data: &Path, port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ureq::get(&format!("http://127.0.0.1:{port}/healthz"))
-        .call()
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_healthy(port, &String::new);
     child
 }
 
@@ -119,12 +108,7 @@ fn sigkill_during_ingest_loses_no_alert_and_duplicates_none() {
         .collect();
     files.sort_by_key(|p| (p.file_name().unwrap().to_owned(), p.clone()));
     let split = files.len() * 3 / 4;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-
+    let port = free_port();
     let mut server = start(&data, port);
     for f in &files[..split] {
         post(port, f);

@@ -11,14 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "scale-test-admin-token";
+mod common;
+use common::{free_port, repo_root, wait_healthy};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+const TOKEN: &str = "scale-test-admin-token";
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set (.ci/services sets it)"))
@@ -34,14 +30,6 @@ fn demo_json() -> Vec<PathBuf> {
         .iter()
         .map(|d| root.join(d))
         .collect()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Instance {
@@ -85,18 +73,12 @@ fn start(topic: &str, group: &str, pg: &str, data: &Path, port: u16) -> Instance
         .stderr(log(data))
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ureq::get(&format!("http://127.0.0.1:{port}/healthz"))
-        .call()
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "server did not start: {}",
+    wait_healthy(port, &|| {
+        format!(
+            ": {}",
             std::fs::read_to_string(data.with_extension("log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        )
+    });
     Instance { child }
 }
 

@@ -2,6 +2,8 @@
 //! eval`, a model refused for its schema, and `serve --model` swapping a retrained model in
 //! without a restart.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -192,11 +194,7 @@ fn serve_swaps_a_retrained_model_in_and_keeps_it_when_the_next_is_broken() {
         .arg(&sim)
         .arg("--out")
         .arg(&model));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let token = "ms_test_model_reload_token_0123456789";
     let mut child = bin()
         .env("MAILSENTRY_BOOTSTRAP_TOKEN", token)
