@@ -19,6 +19,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 fn brokers() -> String {
     std::env::var("MAILSENTRY_TEST_KAFKA").expect(
         "MAILSENTRY_TEST_KAFKA must name a Kafka-protocol broker for the tests (.ci/services starts tansu)",
@@ -386,18 +388,7 @@ impl Drop for Reaped {
 
 /// Accepts TLS on `port` with `cert` and forwards the plaintext to `inner`.
 fn tls_terminator(cert: &rcgen::CertifiedKey, port: u16, inner: u16) -> tokio::runtime::Runtime {
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.cert.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into()),
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(common::tls_server_config(cert));
     let rt = runtime();
     rt.spawn(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))

@@ -10,6 +10,8 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
 fn alert(i: u32) -> Alert {
     serde_json::from_value(serde_json::json!({
         "id": format!("a{i}"), "version": 1, "created_at": "2024-03-12T10:00:00Z",
@@ -232,19 +234,7 @@ fn syslog_over_tls_verifies_the_collector_and_delivers() {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, cert.cert.pem()).unwrap();
-    let server_config = Arc::new(
-        rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into()),
-        )
-        .unwrap(),
-    );
+    let server_config = common::tls_server_config(&cert);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let frames = Arc::new(Mutex::new(Vec::new()));
