@@ -11,6 +11,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+/// The allocator the `mailsentry` binary ships with, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "ual_records.rs"]
 mod ual_records;
 

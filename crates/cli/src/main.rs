@@ -11,6 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// mimalloc: decoding allocates many short strings per record, and glibc malloc/free were 13%
+/// of decode time (benches/RESULTS.md); the benchmarks use the same allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "mailsentry",

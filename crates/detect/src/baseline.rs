@@ -293,16 +293,23 @@ impl LogHistogram {
         decay(self.bins.iter().sum(), self.at, now, half_life)
     }
 
-    fn quantile_bin(&self, q: f64) -> f64 {
-        let total: f64 = self.bins.iter().sum();
+    /// The bins (as midpoints) holding the quantiles `qs`, given in increasing order, in one
+    /// pass over the bins.
+    fn quantile_bins<const N: usize>(&self, total: f64, qs: [f64; N]) -> [f64; N] {
+        let mut out = [BINS as f64; N];
+        let mut next = 0;
         let mut acc = 0.0;
         for (i, b) in self.bins.iter().enumerate() {
             acc += b;
-            if acc >= q * total {
-                return i as f64 + 0.5;
+            while next < N && acc >= qs[next] * total {
+                out[next] = i as f64 + 0.5;
+                next += 1;
+            }
+            if next == N {
+                break;
             }
         }
-        BINS as f64
+        out
     }
 
     /// Upper tail of `x`: a log-normal fitted robustly (median, MAD with a floor of half an
@@ -318,9 +325,7 @@ impl LogHistogram {
                 total: 0.0,
             };
         }
-        let med = self.quantile_bin(0.5);
-        let q1 = self.quantile_bin(0.25);
-        let q3 = self.quantile_bin(0.75);
+        let [q1, med, q3, q99] = self.quantile_bins(total, [0.25, 0.5, 0.75, 0.99]);
         let sigma = ((q3 - q1) / 1.349).max(1.0);
         let b = bin_of(x);
         let z = (b as f64 + 0.5 - med) / sigma;
@@ -336,7 +341,7 @@ impl LogHistogram {
         Tail {
             p: p.clamp(1e-12, 1.0),
             median: value_of_bin(med),
-            p99: value_of_bin(self.quantile_bin(0.99)),
+            p99: value_of_bin(q99),
             total: total_now,
         }
     }
@@ -371,11 +376,16 @@ impl WeekProfile {
         self.hours[h % 168] += weight;
     }
 
-    fn smoothed(&self, h: usize) -> f64 {
+    /// The mean of each hour of the day over the week's seven days.
+    fn day_means(&self) -> [f64; 24] {
+        std::array::from_fn(|hour| (0..7).map(|d| self.hours[hour + 24 * d]).sum::<f64>() / 7.0)
+    }
+
+    fn smoothed(&self, h: usize, day_means: &[f64; 24]) -> f64 {
         let prev = self.hours[(h + 167) % 168];
         let next = self.hours[(h + 1) % 168];
         // The same hour of other days counts a little too: weekly profiles are sparse.
-        let day: f64 = (0..7).map(|d| self.hours[(h % 24) + 24 * d]).sum::<f64>() / 7.0;
+        let day = day_means[h % 24];
         0.5 * self.hours[h % 168] + 0.25 * (prev + next) + 0.25 * day
     }
 
@@ -385,8 +395,9 @@ impl WeekProfile {
         if total <= 0.0 {
             return (1.0, 0.0);
         }
-        let here = self.smoothed(h);
-        let smoothed: Vec<f64> = (0..168).map(|x| self.smoothed(x)).collect();
+        let day_means = self.day_means();
+        let here = self.smoothed(h, &day_means);
+        let smoothed: [f64; 168] = std::array::from_fn(|x| self.smoothed(x, &day_means));
         let stotal: f64 = smoothed.iter().sum();
         let at_most: f64 = smoothed.iter().filter(|&&x| x <= here * (1.0 + 1e-9)).sum();
         (

@@ -8,7 +8,7 @@ use crate::connector_state::{
 };
 use crate::enrichment::{is_internal, prefix_of, Enrichment};
 use crate::incidents::Incidents;
-use crate::scoring::{evaluate, hour_of_week, Evaluation, PoolRates};
+use crate::scoring::{evaluate, hour_of_week, Evaluation, PoolRates, ScoringContext};
 use crate::sessions::{Activity, Session, SessionKey};
 use crate::DetectConfig;
 use mailsentry_events::{
@@ -1030,7 +1030,8 @@ impl Detector {
     }
 
     /// Scores an open session as of `now` without acting on the result.
-    fn score_session(&self, id: u64, now: Secs) -> Option<Evaluation> {
+    /// Scores a session; `explain` also writes the reasons' sentences (see `evaluate_session`).
+    fn score_session(&self, id: u64, now: Secs, explain: bool) -> Option<Evaluation> {
         let session = self.sessions.get(&id)?;
         let ck = (session.key.tenant.clone(), session.key.connector.clone());
         let state = self.connectors.get(&ck)?;
@@ -1050,30 +1051,37 @@ impl Detector {
         Some(evaluate(
             session,
             state,
-            &self.config,
-            &rates,
-            offset,
-            now,
-            self.model.as_deref(),
+            &ScoringContext {
+                config: &self.config,
+                rates,
+                utc_offset_secs: offset,
+                now,
+                model: self.model.as_deref(),
+                explain,
+            },
         ))
     }
 
     fn evaluate_session(&mut self, id: u64, now: Secs) -> Option<Evaluation> {
-        let eval = self.score_session(id, now)?;
+        let mut eval = self.score_session(id, now, false)?;
         self.stats.evaluations += 1;
         let threshold = self.config.alert_score();
         let session = self.sessions.get_mut(&id)?;
         let now = now.max(session.last);
-        let ck = (session.key.tenant.clone(), session.key.connector.clone());
         if eval.score > session.best_score {
             session.best_score = eval.score;
         }
-        let suppressed = self.suppressed.contains(&(
-            session.key.tenant.clone(),
-            session.key.connector.clone(),
-            session.key.source.clone(),
-        ));
-        if eval.score >= threshold && !suppressed {
+        if eval.score < threshold {
+            return Some(eval);
+        }
+        let ck = (session.key.tenant.clone(), session.key.connector.clone());
+        let suppressed =
+            self.suppressed
+                .contains(&(ck.0.clone(), ck.1.clone(), session.key.source.clone()));
+        if !suppressed {
+            // Scored without sentences (most evaluations never alert); explain this one.
+            eval = self.score_session(id, now, true)?;
+            let session = self.sessions.get_mut(&id)?;
             session.quarantined = true;
             let snapshot = session.clone();
             if let Some(state) = self.connectors.get_mut(&ck) {
@@ -1101,7 +1109,7 @@ impl Detector {
         if self.feature_rows.is_some() {
             // Acting on an evaluation changes nothing it is computed from: the last look, when
             // there was one, is the session's row.
-            if let Some(eval) = last_look.or_else(|| self.score_session(id, last)) {
+            if let Some(eval) = last_look.or_else(|| self.score_session(id, last, false)) {
                 let session = &self.sessions[&id];
                 let offset = self.tenant_offset(&session.key.tenant, session.first);
                 let row = crate::features::session_features(session, &eval, offset);

@@ -89,6 +89,38 @@ pub fn cauchy_combine(signals: &[(f64, f64)]) -> f64 {
     (0.5 - t.atan() / std::f64::consts::PI).clamp(1e-300, 1.0)
 }
 
+/// `format!` when the evaluation is to be explained, else an empty string: the sentences cost
+/// more than the arithmetic, and only evaluations that reach an alert are read
+/// ([`crate::Detector`] scores first, then explains the evaluations that alert).
+macro_rules! say {
+    ($explain:expr, $($arg:tt)*) => {
+        if $explain {
+            format!($($arg)*)
+        } else {
+            String::new()
+        }
+    };
+}
+
+/// The text `$text` when the evaluation is to be explained, else an empty string.
+macro_rules! explained {
+    ($explain:expr, $text:expr) => {
+        if $explain {
+            $text
+        } else {
+            String::new()
+        }
+    };
+}
+
+/// The `n` most used values of a baseline, for an explanation (none when not explaining).
+fn explained_top(explain: bool, counts: &ValueCounts, n: usize, now: Secs, hl: f64) -> Vec<String> {
+    if !explain {
+        return Vec::new();
+    }
+    counts.top(n, now, hl).into_iter().map(|(k, _)| k).collect()
+}
+
 fn fmt_count(x: f64) -> String {
     if x >= 100.0 {
         format!("{x:.0}")
@@ -144,16 +176,33 @@ const HOUR_POOL: f64 = 10.0;
 /// Floor for a new address or network inside an ASN the connector already uses.
 const NEW_ADDRESS_IN_KNOWN_ASN_P: f64 = 1e-3;
 
+/// What a session is scored with, besides the session and its connector.
+#[derive(Clone, Copy)]
+pub struct ScoringContext<'a> {
+    /// Detector settings.
+    pub config: &'a DetectConfig,
+    /// Pooled novelty rates now.
+    pub rates: PoolRates,
+    /// The tenant's UTC offset at the session's start.
+    pub utc_offset_secs: i64,
+    /// The time of the decision (the latest event it rests on).
+    pub now: Secs,
+    /// The model layer, when loaded.
+    pub model: Option<&'a crate::model::Model>,
+    /// Write the reasons' sentences (the score is the same either way).
+    pub explain: bool,
+}
+
 /// Scores a session against its connector.
-pub fn evaluate(
-    session: &Session,
-    state: &ConnectorState,
-    config: &DetectConfig,
-    rates: &PoolRates,
-    utc_offset_secs: i64,
-    now: Secs,
-    model: Option<&crate::model::Model>,
-) -> Evaluation {
+pub fn evaluate(session: &Session, state: &ConnectorState, ctx: &ScoringContext) -> Evaluation {
+    let ScoringContext {
+        config,
+        rates,
+        utc_offset_secs,
+        now,
+        model,
+        explain,
+    } = *ctx;
     let hl = config.half_life_secs();
     let b = &state.baseline;
     let age = now - b.first_seen;
@@ -213,13 +262,9 @@ pub fn evaluate(
             v.is_some_and(|v| !counts.is_empty() && counts.get(v).is_none())
         })
         .collect();
-    let usual: Vec<String> = b
-        .networks
-        .top(3, now, hl)
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    let place = format!(
+    let usual = explained_top(explain, &b.networks, 3, now, hl);
+    let place = say!(
+        explain,
         "{}{}{}",
         ip_text.clone().unwrap_or_else(|| session.network.clone()),
         session
@@ -245,10 +290,11 @@ pub fn evaluate(
         rules.push(RuleHit {
             id: "source.outside_vendor_ranges",
             score: 55,
-            summary: format!(
+            summary: say!(
+                explain,
                 "source {place} is outside the vendor ranges declared for this connector"
             ),
-            observed: place.clone(),
+            observed: explained!(explain, place.clone()),
             baseline: "declared in the configuration".into(),
         });
     }
@@ -262,13 +308,15 @@ pub fn evaluate(
         }
         let what: Vec<String> = novel
             .iter()
+            .filter(|_| explain)
             .map(|(l, _, v, _, _)| format!("{l} {}", v.map(String::as_str).unwrap_or("")))
             .collect();
         signals.push(Signal {
             id,
             p,
             weight: 0.30,
-            summary: format!(
+            summary: say!(
+                explain,
                 "source {place} is new for this connector: never-seen {} (in {:.0} days it used {} ASNs, {} networks, {} addresses)",
                 what.join(", "),
                 days(age),
@@ -276,8 +324,8 @@ pub fn evaluate(
                 b.networks.len(),
                 b.ips.len()
             ),
-            observed: value.cloned().unwrap_or_default(),
-            baseline: format!("usual networks: {}", usual.join(", ")),
+            observed: explained!(explain, value.cloned().unwrap_or_default()),
+            baseline: say!(explain, "usual networks: {}", usual.join(", ")),
         });
     } else if !b.networks.is_empty() {
         let r = b.networks.rarity(&session.network, now, hl);
@@ -285,30 +333,26 @@ pub fn evaluate(
             id: "source.network.rare",
             p: r.p,
             weight: 0.30,
-            summary: format!(
+            summary: say!(
+                explain,
                 "source {place} is in a network this connector rarely uses ({} of {} sessions)",
                 fmt_count(r.count),
                 fmt_count(r.total)
             ),
-            observed: session.network.clone(),
-            baseline: format!("usual networks: {}", usual.join(", ")),
+            observed: explained!(explain, session.network.clone()),
+            baseline: say!(explain, "usual networks: {}", usual.join(", ")),
         });
     }
     if let Some(agent) = session.agents.first() {
         if !b.agents.is_empty() && b.agents.get(agent).is_none() {
-            let known: Vec<String> = b
-                .agents
-                .top(2, now, hl)
-                .into_iter()
-                .map(|(k, _)| k)
-                .collect();
+            let known = explained_top(explain, &b.agents, 2, now, hl);
             signals.push(Signal {
                 id: "source.user_agent.first_seen",
                 p: b.agents.novelty(now, hl, rates.agent, POOL_WEIGHT),
                 weight: 0.05,
-                summary: format!("client {agent:?} never seen for this connector"),
-                observed: agent.clone(),
-                baseline: format!("usual: {}", known.join(", ")),
+                summary: say!(explain, "client {agent:?} never seen for this connector"),
+                observed: explained!(explain, agent.clone()),
+                baseline: say!(explain, "usual: {}", known.join(", ")),
             });
         }
     }
@@ -339,7 +383,9 @@ pub fn evaluate(
                 id: "volume.items",
                 p,
                 weight: 0.12,
-                summary: if at_hour {
+                summary: if !explain {
+                    String::new()
+                } else if at_hour {
                     format!(
                         "{} items read in one session at {hour:02}:00 {}; at that hour this connector's sessions read {} typically, {} at the 99th percentile",
                         session.items,
@@ -355,8 +401,8 @@ pub fn evaluate(
                         fmt_count(shown.p99)
                     )
                 },
-                observed: session.items.to_string(),
-                baseline: format!("median {}, p99 {}", fmt_count(shown.median), fmt_count(shown.p99)),
+                observed: explained!(explain, session.items.to_string()),
+                baseline: say!(explain, "median {}, p99 {}", fmt_count(shown.median), fmt_count(shown.p99)),
             });
         }
         if !session.mailboxes.is_empty() && b.mailboxes.total(now, hl) > 0.0 {
@@ -366,14 +412,20 @@ pub fn evaluate(
                 id: "volume.mailboxes",
                 p: t.p,
                 weight: 0.10,
-                summary: format!(
+                summary: say!(
+                    explain,
                     "{} mailboxes in one session; typical {}, 99th percentile {}",
                     n,
                     fmt_count(t.median),
                     fmt_count(t.p99)
                 ),
-                observed: n.to_string(),
-                baseline: format!("median {}, p99 {}", fmt_count(t.median), fmt_count(t.p99)),
+                observed: explained!(explain, n.to_string()),
+                baseline: say!(
+                    explain,
+                    "median {}, p99 {}",
+                    fmt_count(t.median),
+                    fmt_count(t.p99)
+                ),
             });
         }
         // Target.
@@ -391,13 +443,14 @@ pub fn evaluate(
                 id: "target.new_mailboxes",
                 p: t.p,
                 weight: 0.15,
-                summary: format!(
+                summary: say!(
+                    explain,
                     "{} mailboxes this connector never read before (the tenant's, e.g. {})",
                     session.new_targets,
                     names.join(", ")
                 ),
-                observed: session.new_targets.to_string(),
-                baseline: format!("{} mailboxes read by this connector", b.read.len()),
+                observed: explained!(explain, session.new_targets.to_string()),
+                baseline: say!(explain, "{} mailboxes read by this connector", b.read.len()),
             });
         }
         // Credential: a key never seen (weak when it comes from a network the connector
@@ -411,14 +464,17 @@ pub fn evaluate(
             if from_known_network {
                 p = p.max(0.01);
             }
-            let known: Vec<String> = b.keys.top(3, now, hl).into_iter().map(|(k, _)| k).collect();
+            let known = explained_top(explain, &b.keys, 3, now, hl);
             signals.push(Signal {
                 id: "credential.key.first_seen",
                 p,
                 weight: 0.10,
-                summary: format!("credential key {key} never used by this connector before"),
-                observed: key.clone(),
-                baseline: format!("keys in use: {}", known.join(", ")),
+                summary: say!(
+                    explain,
+                    "credential key {key} never used by this connector before"
+                ),
+                observed: explained!(explain, key.clone()),
+                baseline: say!(explain, "keys in use: {}", known.join(", ")),
             });
         }
     }
@@ -431,13 +487,14 @@ pub fn evaluate(
             id: "timing.hour_of_week",
             p,
             weight: 0.08,
-            summary: format!(
+            summary: say!(
+                explain,
                 "active at a rare hour for this connector (hour {} of the week, {:.0}% of its usual density)",
                 h,
                 density * 100.0
             ),
-            observed: format!("hour-of-week {h}"),
-            baseline: format!("{:.2} of the average hourly activity", density),
+            observed: say!(explain, "hour-of-week {h}"),
+            baseline: say!(explain, "{:.2} of the average hourly activity", density),
         });
     }
 
@@ -456,13 +513,14 @@ pub fn evaluate(
             rules.push(RuleHit {
                 id: "credential.concurrent_networks",
                 score: 65,
-                summary: format!(
+                summary: say!(
+                explain,
                     "the connector's identity is used from {} ({}) while its usual network {} is active at the same time",
                     session.ip.map(|i| i.to_string()).unwrap_or_default(),
                     session.asn.map(|a| format!("AS{a}")).unwrap_or_default(),
                     other
                 ),
-                observed: session.network.clone(),
+                observed: explained!(explain, session.network.clone()),
                 baseline: other.clone(),
             });
         } else {
@@ -470,11 +528,13 @@ pub fn evaluate(
                 id: "timing.parallel_stream",
                 p: 1e-5,
                 weight: 0.12,
-                summary: format!(
+                summary: say!(
+                    explain,
                     "a second stream from {} runs beside the connector's usual network {}",
-                    session.network, other
+                    session.network,
+                    other
                 ),
-                observed: session.network.clone(),
+                observed: explained!(explain, session.network.clone()),
                 baseline: other.clone(),
             });
         }
@@ -491,11 +551,12 @@ pub fn evaluate(
                 rules.push(RuleHit {
                     id: "credential.unexpected_key",
                     score: 60,
-                    summary: format!(
+                    summary: say!(
+                        explain,
                         "credential key {key} is not one of the keys declared for this connector"
                     ),
-                    observed: key.clone(),
-                    baseline: format!("declared: {}", k.expected_key_ids.join(", ")),
+                    observed: explained!(explain, key.clone()),
+                    baseline: say!(explain, "declared: {}", k.expected_key_ids.join(", ")),
                 });
             }
         }
@@ -508,22 +569,24 @@ pub fn evaluate(
             rules.push(RuleHit {
                 id: "credential.removed_key_used",
                 score: 85,
-                summary: format!(
+                summary: say!(
+                    explain,
                     "credential key {key} was removed {:.1} days earlier and is still used",
                     days(session.last - removed)
                 ),
-                observed: key.clone(),
+                observed: explained!(explain, key.clone()),
                 baseline: "removed".into(),
             });
         } else if let Some(superseded) = k.superseded_at.filter(|&s| s <= session.first) {
             rules.push(RuleHit {
                 id: "credential.rotated_key_used",
                 score: 75,
-                summary: format!(
+                summary: say!(
+                explain,
                     "credential key {key} was rotated out {:.1} days earlier (a newer key took over) and is used again",
                     days(session.first - superseded)
                 ),
-                observed: key.clone(),
+                observed: explained!(explain, key.clone()),
                 baseline: "rotated out".into(),
             });
         }
@@ -533,12 +596,13 @@ pub fn evaluate(
                 rules.push(RuleHit {
                     id: "credential.added_then_used",
                     score: 70,
-                    summary: format!(
+                    summary: say!(
+                explain,
                         "credential key {key}, added by {by} {:.1} hours earlier, is used from a network this connector never used ({})",
                         (session.first - added) as f64 / 3600.0,
                         session.network
                     ),
-                    observed: session.network.clone(),
+                    observed: explained!(explain, session.network.clone()),
                     baseline: "key added recently".into(),
                 });
             }
@@ -553,11 +617,13 @@ pub fn evaluate(
                 id: "transport.weak_tls",
                 p: if seen_weak { 0.05 } else { 1e-5 },
                 weight: 0.3,
-                summary: format!(
+                summary: say!(
+                    explain,
                     "mail delivered over {weak}, below TLS 1.2 or without forward secrecy"
                 ),
-                observed: weak.clone(),
-                baseline: format!(
+                observed: explained!(explain, weak.clone()),
+                baseline: say!(
+                    explain,
                     "usual: {}",
                     b.tls
                         .top(2, now, hl)
@@ -573,11 +639,12 @@ pub fn evaluate(
                 id: "transport.dmarc_fail",
                 p: 0.01,
                 weight: 0.1,
-                summary: format!(
+                summary: say!(
+                    explain,
                     "{} messages failing DMARC through this hop",
                     session.dmarc_fail
                 ),
-                observed: session.dmarc_fail.to_string(),
+                observed: explained!(explain, session.dmarc_fail.to_string()),
                 baseline: "pass".into(),
             });
         }
@@ -615,7 +682,7 @@ pub fn evaluate(
         .map(|r| Reason {
             signal: r.id.into(),
             summary: r.summary.clone(),
-            observed: r.observed.clone(),
+            observed: explained!(explain, r.observed.clone()),
             baseline: r.baseline.clone(),
             weight: 1.0,
             p_value: 10f64.powf(-(r.score as f64) / 10.0),
@@ -624,7 +691,7 @@ pub fn evaluate(
     reasons.extend(strong.into_iter().map(|s| Reason {
         signal: s.id.into(),
         summary: s.summary.clone(),
-        observed: s.observed.clone(),
+        observed: explained!(explain, s.observed.clone()),
         baseline: s.baseline.clone(),
         weight: (contrib(s) / total_contrib * 1000.0).round() / 1000.0,
         p_value: s.p,
@@ -632,11 +699,12 @@ pub fn evaluate(
     if let Some(q) = model_probability.filter(|_| score >= config.alert_score()) {
         reasons.push(Reason {
             signal: "model.reranker".into(),
-            summary: format!(
+            summary: say!(
+                explain,
                 "the supervised re-ranker gives this session an attack probability of {:.2}",
                 q
             ),
-            observed: format!("{q:.3}"),
+            observed: say!(explain, "{q:.3}"),
             baseline: "labelled sessions".into(),
             weight: 0.0,
             p_value: 1.0 - q,

@@ -5,8 +5,8 @@
 
 use crate::decoder::{RawRecord, RecordError, RecordOutcome};
 use crate::field_values::{parse_client_address, parse_ip, ParsedAddress};
-use crate::json_record::{string, sub, text, JsonRecord, Principal, TargetResource};
-use crate::loose_json::{LooseOwned, Nested};
+use crate::json_record::{owned, string, sub, text, JsonRecord, Principal, TargetResource};
+use crate::loose_json::Nested;
 use crate::record_helpers::{
     event_time, key_description_values, key_id_changes, normalize_operation,
 };
@@ -208,10 +208,6 @@ fn sign_in(rec: &JsonRecord<'_>, p: &JsonRecord<'_>, category: SignInCategory) -
         error_code,
         success: error_code == 0,
     }
-}
-
-fn owned(value: &Option<LooseOwned>) -> Option<String> {
-    value.as_ref().and_then(LooseOwned::string)
 }
 
 fn unquote(value: String) -> String {

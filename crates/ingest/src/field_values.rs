@@ -288,7 +288,16 @@ pub fn float_to_count(f: f64) -> Option<u64> {
 
 /// Trims a string and drops it when it is empty or a placeholder (`<null>`, `null`, `-`).
 pub fn clean_text(raw: &str) -> Option<&str> {
-    let s = raw.trim_matches(|c: char| c.is_whitespace() || c == '\u{0}');
+    // Whitespace and NUL are all below `!` in ASCII or start with a byte of 0x80 and above:
+    // text that begins and ends with visible ASCII needs no trimming (almost every field).
+    let visible = |b: &u8| (b'!'..0x80).contains(b);
+    let s = if raw.as_bytes().first().is_some_and(visible)
+        && raw.as_bytes().last().is_some_and(visible)
+    {
+        raw
+    } else {
+        raw.trim_matches(|c: char| c.is_whitespace() || c == '\u{0}')
+    };
     if s.is_empty()
         || s == "-"
         || s.eq_ignore_ascii_case("<null>")

@@ -4,6 +4,7 @@
 use crate::decoder::{Decoder, InputFormat, RawRecord, RecordError, RecordOutcome, RejectClass};
 use crate::entra_logs::{classify, decode_entra_record};
 use crate::json_record::{sub, text, JsonRecord};
+use crate::loose_json::KeyOrder;
 use crate::management_api::{decode_ual_record, OuterRow};
 use mailsentry_events::{Event, SourceFormat};
 
@@ -12,11 +13,13 @@ use mailsentry_events::{Event, SourceFormat};
 /// Records are parsed with simd-json (SIMD structural indexing, about 1.5x serde_json on these
 /// records) into a copy of the record, since simd-json unescapes in place; when simd-json refuses
 /// a record, serde_json parses the original, so serde_json decides what is accepted and its error
-/// names the reject class.
+/// names the reject class. The decoder keeps the key order of the records before
+/// ([`KeyOrder`]), so a key is usually recognised by one comparison.
 #[derive(Default)]
 pub struct JsonDecoder {
     scratch: Vec<u8>,
     buffers: simd_json::Buffers,
+    key_order: KeyOrder,
 }
 
 impl std::fmt::Debug for JsonDecoder {
@@ -58,10 +61,10 @@ impl Decoder for JsonDecoder {
     ) -> Result<RecordOutcome, RecordError> {
         self.scratch.clear();
         self.scratch.extend_from_slice(raw.bytes);
-        if let Ok(rec) = simd_json::serde::from_slice_with_buffers::<JsonRecord>(
-            &mut self.scratch,
-            &mut self.buffers,
-        ) {
+        let parsed =
+            simd_json::Deserializer::from_slice_with_buffers(&mut self.scratch, &mut self.buffers)
+                .and_then(|mut de| JsonRecord::deserialize_in_order(&mut de, &mut self.key_order));
+        if let Ok(rec) = parsed {
             return decode_json_value(&rec, &raw, out, 0);
         }
         let rec: JsonRecord =

@@ -139,6 +139,11 @@ pub fn string(field: &Option<Loose<'_>>) -> Option<String> {
     field.as_ref().and_then(Loose::string)
 }
 
+/// Shorthand: the owned text of an optional field of an owned element type.
+pub fn owned(value: &Option<LooseOwned>) -> Option<String> {
+    value.as_ref().and_then(LooseOwned::string)
+}
+
 /// Shorthand: the nested record behind an optional [`Sub`], when it was readable.
 pub fn sub<'r, 'a>(field: &'r Option<Sub<'a>>) -> Option<&'r JsonRecord<'a>> {
     field.as_ref().and_then(Nested::value).map(|b| &**b)
@@ -171,16 +176,21 @@ impl NameValue {
     pub fn is(&self, name: &str) -> bool {
         self.name
             .as_ref()
-            .and_then(LooseOwned::string)
+            .and_then(|n| n.0.text())
             .is_some_and(|n| n.eq_ignore_ascii_case(name))
     }
 
     /// The value, or the new value for modified properties.
     pub fn current_value(&self) -> Option<String> {
+        self.current_text().map(Cow::into_owned)
+    }
+
+    /// [`NameValue::current_value`], borrowed.
+    pub fn current_text(&self) -> Option<Cow<'_, str>> {
         self.value
             .as_ref()
             .or(self.new_value.as_ref())
-            .and_then(LooseOwned::string)
+            .and_then(|v| v.0.text())
     }
 }
 

@@ -8,8 +8,8 @@
 
 use crate::decoder::{RawRecord, RecordError, RecordOutcome, RejectClass};
 use crate::field_values::{parse_client_address, parse_ip, ParsedAddress};
-use crate::json_record::{string, sub, text, FolderEntry, ItemEntry, JsonRecord};
-use crate::loose_json::{Element, List, Loose, LooseOwned, Nested};
+use crate::json_record::{owned, string, sub, text, FolderEntry, ItemEntry, JsonRecord};
+use crate::loose_json::{Element, List, Loose, Nested};
 use crate::record_helpers::{event_time, key_id_changes, normalize_operation};
 use mailsentry_events::{
     AdminChange, AdminChangeCategory, ConnectorIdentity, CredentialChange, Event, EventKind,
@@ -207,10 +207,6 @@ fn protocol_from_client_info(info: &str) -> Option<MailProtocol> {
     Some(protocol)
 }
 
-fn owned(value: &Option<LooseOwned>) -> Option<String> {
-    value.as_ref().and_then(LooseOwned::string)
-}
-
 fn item_ref(item: &ItemEntry) -> MailItemRef {
     MailItemRef {
         internet_message_id: owned(&item.internet_message_id).or_else(|| owned(&item.id)),
@@ -261,19 +257,14 @@ fn mailbox_access(
         }
         for p in props.values() {
             if p.is("MailAccessType") {
-                access_type = match p
-                    .current_value()
-                    .as_deref()
-                    .map(str::to_ascii_lowercase)
-                    .as_deref()
-                {
-                    Some("bind") => Some(MailAccessType::Bind),
-                    Some("sync") => Some(MailAccessType::Sync),
+                access_type = match p.current_text() {
+                    Some(v) if v.eq_ignore_ascii_case("bind") => Some(MailAccessType::Bind),
+                    Some(v) if v.eq_ignore_ascii_case("sync") => Some(MailAccessType::Sync),
                     _ => None,
                 };
             } else if p.is("IsThrottled") {
                 throttled = p
-                    .current_value()
+                    .current_text()
                     .and_then(|v| crate::field_values::parse_bool(&v))
                     .unwrap_or(false);
             }

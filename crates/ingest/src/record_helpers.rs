@@ -39,6 +39,10 @@ pub fn excerpt(text: &str, max: usize) -> String {
 /// Lower-cases an operation name and folds the spellings Microsoft uses for the same operation:
 /// a trailing period, en/em dashes, repeated or trailing spaces.
 pub fn normalize_operation(op: &str) -> String {
+    // Nearly every operation is one ASCII word (`MailItemsAccessed`): lower-case it directly.
+    if op.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return op.to_ascii_lowercase();
+    }
     let mut out = String::with_capacity(op.len());
     let mut last_space = true;
     for c in op.chars() {
