@@ -71,6 +71,23 @@ fn bench(c: &mut Criterion) {
     group.bench_function("decode_only", |b| {
         b.iter(|| black_box(decoder().filter(|d| matches!(d, Decoded::Event(_))).count()))
     });
+    // The detector alone, on events decoded beforehand.
+    let events: Vec<_> = decoder()
+        .filter_map(|d| match d {
+            Decoded::Event(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    group.bench_function("breakdown_detect_only", |b| {
+        b.iter(|| {
+            let mut detector = Detector::new(DetectConfig::default(), enrichment.clone());
+            for e in &events {
+                detector.process(e);
+            }
+            detector.finish();
+            black_box(detector.stats().evaluations)
+        })
+    });
     group.bench_function("replay_decode_detect", |b| {
         b.iter(|| {
             let stream = decoder();

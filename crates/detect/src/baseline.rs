@@ -381,12 +381,16 @@ impl WeekProfile {
         std::array::from_fn(|hour| (0..7).map(|d| self.hours[hour + 24 * d]).sum::<f64>() / 7.0)
     }
 
-    fn smoothed(&self, h: usize, day_means: &[f64; 24]) -> f64 {
-        let prev = self.hours[(h + 167) % 168];
-        let next = self.hours[(h + 1) % 168];
-        // The same hour of other days counts a little too: weekly profiles are sparse.
-        let day = day_means[h % 24];
-        0.5 * self.hours[h % 168] + 0.25 * (prev + next) + 0.25 * day
+    /// Every hour smoothed: half its own activity, a quarter its neighbours' (the week wraps
+    /// around), a quarter the same hour of the other days (weekly profiles are sparse).
+    fn smoothed_week(&self) -> [f64; 168] {
+        let day_means = self.day_means();
+        let hours = &self.hours[..168];
+        std::array::from_fn(|h| {
+            let prev = hours[if h == 0 { 167 } else { h - 1 }];
+            let next = hours[if h == 167 { 0 } else { h + 1 }];
+            0.5 * hours[h] + 0.25 * (prev + next) + 0.25 * day_means[h % 24]
+        })
     }
 
     /// Rarity of hour `h`: the share of activity in hours at most as active, with a prior.
@@ -395,9 +399,8 @@ impl WeekProfile {
         if total <= 0.0 {
             return (1.0, 0.0);
         }
-        let day_means = self.day_means();
-        let here = self.smoothed(h, &day_means);
-        let smoothed: [f64; 168] = std::array::from_fn(|x| self.smoothed(x, &day_means));
+        let smoothed = self.smoothed_week();
+        let here = smoothed[h % 168];
         let stotal: f64 = smoothed.iter().sum();
         let at_most: f64 = smoothed.iter().filter(|&&x| x <= here * (1.0 + 1e-9)).sum();
         (
@@ -412,6 +415,42 @@ mod tests {
     use super::*;
 
     const HL: f64 = 14.0 * 86400.0;
+
+    #[test]
+    fn hour_rarity_is_the_smoothing_formula_hour_by_hour() {
+        // The one-pass smoothing must give exactly what smoothing each hour on its own gives,
+        // however the profile changes between two questions.
+        let expected = |w: &WeekProfile, h: usize| {
+            let one_hour = |h: usize| {
+                let prev = w.hours[(h + 167) % 168];
+                let next = w.hours[(h + 1) % 168];
+                let day: f64 = (0..7).map(|d| w.hours[(h % 24) + 24 * d]).sum::<f64>() / 7.0;
+                0.5 * w.hours[h % 168] + 0.25 * (prev + next) + 0.25 * day
+            };
+            let all: Vec<f64> = (0..168).map(one_hour).collect();
+            let total: f64 = w.hours.iter().sum();
+            let stotal: f64 = all.iter().sum();
+            let here = one_hour(h);
+            let at_most: f64 = all.iter().filter(|&&x| x <= here * (1.0 + 1e-9)).sum();
+            (
+                ((at_most / stotal) * total + 0.5) / (total + 1.0),
+                here / stotal * 168.0,
+            )
+        };
+        let mut w = WeekProfile::default();
+        assert_eq!(w.rarity(5), (1.0, 0.0));
+        for i in 0..500u64 {
+            let h = ((i * 7919) % 168) as usize;
+            w.observe(h, 1.0 + (i % 5) as f64, (i * 3_000) as Secs, HL);
+            if i % 97 == 0 {
+                // Asked between changes: the cache must follow every change.
+                assert_eq!(w.rarity(h), expected(&w, h), "after {i} changes");
+            }
+        }
+        for h in [0, 1, 23, 24, 100, 166, 167] {
+            assert_eq!(w.rarity(h), expected(&w, h), "hour {h}");
+        }
+    }
 
     #[test]
     fn decays_by_half_life() {

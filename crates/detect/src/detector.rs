@@ -146,6 +146,9 @@ pub struct Detector {
     /// Open session ids by a hash of their key (the sessions hold the key itself; lookups
     /// compare it, so a hash collision cannot mix two sources).
     by_key: FxHashMap<u64, Vec<u64>>,
+    /// Scratch for `session_for` (the sessions an event may join), kept to spare an allocation.
+    #[serde(skip)]
+    touching: Vec<u64>,
     next_session: u64,
     deadlines: BinaryHeap<Reverse<(Secs, u64)>>,
     #[serde(with = "crate::pair_keyed")]
@@ -189,13 +192,31 @@ mod sessions_as_vec {
 }
 
 fn key_hash(key: &SessionKey) -> u64 {
+    key_parts_hash(&key.tenant, &key.connector, &key.source)
+}
+
+/// [`key_hash`] of a key given by its parts (no key built per event).
+fn key_parts_hash(tenant: &str, connector: &str, source: &str) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(key.tenant.as_bytes());
+    h.update(tenant.as_bytes());
     h.update(&[0]);
-    h.update(key.connector.as_bytes());
+    h.update(connector.as_bytes());
     h.update(&[0]);
-    h.update(key.source.as_bytes());
+    h.update(source.as_bytes());
     h.digest()
+}
+
+/// The text of a source address (`none` without one), written into `buf` without allocating.
+fn source_text(ip: Option<IpAddr>, buf: &mut [u8; 64]) -> &str {
+    use std::io::Write;
+    let Some(ip) = ip else {
+        return "none";
+    };
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    // An IPv6 address is at most 45 characters: the write cannot fail.
+    let _ = write!(cursor, "{ip}");
+    let len = cursor.position() as usize;
+    std::str::from_utf8(&buf[..len]).unwrap_or("none")
 }
 
 fn mailbox_hash(tenant: &str, mailbox: &str) -> u64 {
@@ -229,6 +250,7 @@ impl Detector {
             tenant_mailbox_first: BTreeMap::new(),
             sessions: FxHashMap::default(),
             by_key: FxHashMap::default(),
+            touching: Vec::new(),
             next_session: 0,
             deadlines: BinaryHeap::new(),
             unlearned_open: BTreeMap::new(),
@@ -561,29 +583,24 @@ impl Detector {
         t: Secs,
         late: bool,
     ) -> u64 {
-        let source = ip.map(|i| i.to_string()).unwrap_or_else(|| "none".into());
-        let key = SessionKey {
-            tenant: tenant.to_owned(),
-            connector: connector.to_owned(),
-            source,
-        };
+        let mut buf = [0u8; 64];
+        let source = source_text(ip, &mut buf);
         let gap = self.config.session_gap_secs();
         let max = self.config.session_max_secs();
-        let touching: Vec<u64> = self
-            .by_key
-            .get(&key_hash(&key))
-            .map(|ids| {
-                ids.iter()
-                    .copied()
-                    .filter(|id| {
-                        let s = &self.sessions[id];
-                        s.key == key && t >= s.first - gap && t <= s.last + gap
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut touching = std::mem::take(&mut self.touching);
+        touching.clear();
+        if let Some(ids) = self.by_key.get(&key_parts_hash(tenant, connector, source)) {
+            touching.extend(ids.iter().copied().filter(|id| {
+                let s = &self.sessions[id];
+                s.key.tenant == tenant
+                    && s.key.connector == connector
+                    && s.key.source == source
+                    && t >= s.first - gap
+                    && t <= s.last + gap
+            }));
+        }
         let mut chosen: Option<u64> = None;
-        for id in touching {
+        for &id in &touching {
             let s = &self.sessions[&id];
             let (first, last) = (s.first.min(t), s.last.max(t));
             match chosen {
@@ -600,9 +617,17 @@ impl Detector {
                 None => {}
             }
         }
+        self.touching = touching;
         let id = match chosen {
             Some(id) => id,
-            None => self.open_session(key, activity, ip, t, late),
+            None => {
+                let key = SessionKey {
+                    tenant: tenant.to_owned(),
+                    connector: connector.to_owned(),
+                    source: source.to_owned(),
+                };
+                self.open_session(key, activity, ip, t, late)
+            }
         };
         let s = self.sessions.get_mut(&id).expect("session exists");
         s.first = s.first.min(t);
