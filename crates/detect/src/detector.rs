@@ -153,7 +153,8 @@ pub struct Detector {
     deadlines: BinaryHeap<Reverse<(Secs, u64)>>,
     #[serde(with = "crate::pair_keyed")]
     unlearned_open: BTreeMap<(String, String), BTreeSet<u64>>,
-    tokens: BTreeMap<String, TokenInfo>,
+    /// Shared, so joining a token to each mailbox access copies a pointer, not its strings.
+    tokens: BTreeMap<String, Arc<TokenInfo>>,
     token_order: VecDeque<(Secs, String)>,
     max_time: Secs,
     pools: BTreeMap<String, NoveltyPool>,
@@ -538,16 +539,16 @@ impl Detector {
         }
     }
 
-    fn connector_of(m: &MailboxAccess) -> Option<String> {
+    fn connector_of(m: &MailboxAccess) -> Option<&str> {
         let app = m.user_type == Some(5)
             || (m.user_type.is_none()
                 && (m.actor.app_id.is_some() || m.actor.client_app_id.is_some()));
         if app {
-            return m.actor.connector_key().map(str::to_owned);
+            return m.actor.connector_key();
         }
         // On-prem protocol logs: an account using EWS is a connector candidate.
         if m.user_type.is_none() && m.protocol == Some(MailProtocol::Ews) {
-            return m.actor.service_account.clone();
+            return m.actor.service_account.as_deref();
         }
         None
     }
@@ -792,10 +793,10 @@ impl Detector {
         let Some(connector) = Self::connector_of(m) else {
             return false;
         };
-        let tenant = event.tenant_id.clone().unwrap_or_else(|| "unknown".into());
+        let tenant = event.tenant_id.as_deref().unwrap_or("unknown");
         let ip = m.client.as_ref().map(|c| c.ip);
-        let key = self.session_for(&tenant, &connector, ip, Activity::MailboxAccess, t, late);
-        let ck = (tenant.clone(), connector.clone());
+        let key = self.session_for(tenant, connector, ip, Activity::MailboxAccess, t, late);
+        let ck = (tenant.to_owned(), connector.to_owned());
         let token = m
             .token_id
             .as_ref()
@@ -808,19 +809,30 @@ impl Detector {
             let state = self.connectors.get(&ck).expect("connector exists");
             t - state.baseline.first_seen < self.config.learning_secs()
         };
-        let mailbox = m.mailbox_upn.clone().or_else(|| m.mailbox_guid.clone());
+        let mailbox = m.mailbox_upn.as_deref().or(m.mailbox_guid.as_deref());
         let mut new_target = false;
-        if let Some(mb) = &mailbox {
-            let h = mailbox_hash(&tenant, mb);
+        if let Some(mb) = mailbox {
+            let h = mailbox_hash(tenant, mb);
             let first_in_tenant = {
-                let map = self.tenant_mailbox_first.entry(tenant.clone()).or_default();
+                if !self.tenant_mailbox_first.contains_key(tenant) {
+                    self.tenant_mailbox_first
+                        .insert(tenant.to_owned(), BTreeMap::new());
+                }
+                let map = self
+                    .tenant_mailbox_first
+                    .get_mut(tenant)
+                    .expect("inserted above");
                 if map.len() < MAX_TENANT_MAILBOXES {
                     *map.entry(h).or_insert(t)
                 } else {
                     map.get(&h).copied().unwrap_or(t)
                 }
             };
-            let tenant_state = self.tenants.entry(tenant.clone()).or_default();
+            if !self.tenants.contains_key(tenant) {
+                self.tenants
+                    .insert(tenant.to_owned(), TenantState::default());
+            }
+            let tenant_state = self.tenants.get_mut(tenant).expect("inserted above");
             if tenant_state.mailboxes.len() < MAX_TENANT_MAILBOXES {
                 tenant_state.mailboxes.insert(h);
             }
@@ -868,8 +880,8 @@ impl Detector {
                 s.next_eval = s.events;
             }
         }
-        if let Some(k) = token.and_then(|t| t.key_id) {
-            self.note_key_use(key, &k, t);
+        if let Some(k) = token.as_ref().and_then(|t| t.key_id.as_deref()) {
+            self.note_key_use(key, k, t);
         }
         self.note_network_activity(key, t);
         if self.sessions.get_mut(&key).is_some_and(|s| s.due()) {
@@ -920,11 +932,11 @@ impl Detector {
             }
             self.tokens.insert(
                 token.clone(),
-                TokenInfo {
+                Arc::new(TokenInfo {
                     key_id: s.credential_key_id.clone(),
                     thumbprint: s.credential_thumbprint.clone(),
                     issued: t,
-                },
+                }),
             );
         }
         let ip = s.client.as_ref().map(|c| c.ip);
