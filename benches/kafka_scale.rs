@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{free_port, wait_healthy};
+
 const TOKEN: &str = "kafka-scale-bench-token";
 
 fn env(name: &str) -> String {
@@ -25,14 +29,6 @@ fn env_or(name: &str, default: &str) -> String {
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_mailsentry"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn unique() -> u128 {
@@ -68,14 +64,7 @@ fn start(topic: &str, group: &str, pg: &str, data: &Path, asn: &[PathBuf]) -> In
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ureq::get(&format!("http://127.0.0.1:{port}/healthz"))
-        .call()
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_healthy(port, &String::new);
     Instance { child, port }
 }
 
@@ -84,25 +73,11 @@ fn processed(i: &Instance) -> u64 {
 }
 
 fn metric(i: &Instance, name: &str) -> u64 {
-    let Ok(resp) = ureq::get(&format!("http://127.0.0.1:{}/metrics", i.port))
-        .set("Authorization", &format!("Bearer {TOKEN}"))
-        .call()
-    else {
-        return 0;
-    };
-    resp.into_string()
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    common::metric(i.port, TOKEN, name).unwrap_or(0)
 }
 
 fn stop(mut i: Instance) {
-    let _ = Command::new("kill")
-        .args(["-INT", &i.child.id().to_string()])
-        .status();
-    let _ = i.child.wait();
+    common::interrupt(&mut i.child);
 }
 
 fn at_end(probe: &BaseConsumer, topic: &str, ends: &[(i32, i64)]) -> bool {

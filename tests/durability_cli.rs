@@ -35,16 +35,7 @@ fn start(data: &Path, port: u16) -> Child {
 }
 
 fn metric(port: u16, name: &str) -> u64 {
-    let text = ureq::get(&format!("http://127.0.0.1:{port}/metrics"))
-        .set("Authorization", &format!("Bearer {TOKEN}"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0)
+    common::metric(port, TOKEN, name).expect("the server answers /metrics")
 }
 
 /// The whole feed: id -> feed sequence (asserting no id appears twice in one read).

@@ -83,29 +83,11 @@ fn start(topic: &str, group: &str, pg: &str, data: &Path, port: u16) -> Instance
 }
 
 fn metric(port: u16, name: &str) -> u64 {
-    let Ok(resp) = ureq::get(&format!("http://127.0.0.1:{port}/metrics"))
-        .set("Authorization", &format!("Bearer {TOKEN}"))
-        .call()
-    else {
-        return 0;
-    };
-    resp.into_string()
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0)
+    common::metric(port, TOKEN, name).unwrap_or(0)
 }
 
 fn stop(mut i: Instance) {
-    let _ = Command::new("kill")
-        .args(["-INT", &i.child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while i.child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "instance did not stop");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::interrupt(&mut i.child);
 }
 
 /// Alert id → (score, severity) from a native alert JSON-lines file or a store.

@@ -230,8 +230,5 @@ fn serve_swaps_a_retrained_model_in_and_keeps_it_when_the_next_is_broken() {
         metric(port, token, "mailsentry_model_loads_total").as_deref(),
         Some("2")
     );
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    common::interrupt(&mut child);
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The repository's root (where `datasets/demo` lives).
@@ -30,6 +31,34 @@ pub fn wait_healthy(port: u16, why: &dyn Fn() -> String) {
         .is_err()
     {
         assert!(Instant::now() < deadline, "server did not start{}", why());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The value of the unlabelled metric `name` on `serve`'s `/metrics` (0 when it is not there
+/// yet); `None` when the server does not answer.
+pub fn metric(port: u16, token: &str, name: &str) -> Option<u64> {
+    let text = ureq::get(&format!("http://127.0.0.1:{port}/metrics"))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call()
+        .ok()?
+        .into_string()
+        .unwrap();
+    Some(
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .map_or(0, |v| v.trim().parse().unwrap()),
+    )
+}
+
+/// Stops a `serve` process as an operator would (SIGINT) and waits up to 30 s for it to exit.
+pub fn interrupt(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "instance did not stop");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
