@@ -8,7 +8,7 @@ use crate::frame::Rows;
 use crate::labels::Labels;
 use crate::pass::{run_pass, Progress};
 use crate::plots::{distribution, lines, Axes, Series};
-use crate::{io_at, TrainError};
+use crate::{io_at, pretty_json, TrainError};
 use mailsentry_detect::evaluation::{at_least, evaluate, of_reference_rule, EvalReport};
 use mailsentry_detect::model::Model;
 use mailsentry_detect::reference::{RefAlert, REFERENCE_RULES};
@@ -305,16 +305,29 @@ fn slug(s: &str) -> String {
         .join("-")
 }
 
+/// A Markdown table header: the fixed leading columns (`fixed`, ruled by `fixed_rule`), then
+/// one column per name, each ruled by `rule`.
+fn table_header<'n>(
+    md: &mut String,
+    fixed: &str,
+    fixed_rule: &str,
+    names: impl Iterator<Item = &'n str>,
+    rule: &str,
+) {
+    let mut rules = String::from(fixed_rule);
+    md.push_str(fixed);
+    for name in names {
+        let _ = write!(md, " {name} |");
+        rules.push_str(rule);
+    }
+    let _ = writeln!(md, "\n{rules}");
+}
+
 /// Writes `metrics.json`, `REPORT.md` and the SVG plots into `dir`.
 pub fn write_report(dir: &Path, r: &EvalResult) -> Result<(), TrainError> {
     std::fs::create_dir_all(dir).map_err(io_at(dir))?;
     let metrics = dir.join("metrics.json");
-    let mut json = serde_json::to_vec_pretty(r).map_err(|source| TrainError::Json {
-        path: metrics.clone(),
-        source,
-    })?;
-    json.push(b'\n');
-    std::fs::write(&metrics, json).map_err(io_at(&metrics))?;
+    std::fs::write(&metrics, pretty_json(r, &metrics)?).map_err(io_at(&metrics))?;
 
     let mut md = String::new();
     let _ = writeln!(md, "# Evaluation report\n");
@@ -332,15 +345,13 @@ pub fn write_report(dir: &Path, r: &EvalResult) -> Result<(), TrainError> {
     let _ = writeln!(md, "- **Ablation:** {}\n", r.verdict);
 
     let _ = writeln!(md, "## Campaigns detected (alerts at ≥ medium)\n");
-    let _ = write!(md, "| scenario | difficulty |");
-    for d in &r.detectors {
-        let _ = write!(md, " {} |", d.detector);
-    }
-    let _ = write!(md, "\n|---|---|");
-    for _ in &r.detectors {
-        let _ = write!(md, "---|");
-    }
-    md.push('\n');
+    table_header(
+        &mut md,
+        "| scenario | difficulty |",
+        "|---|---|",
+        r.detectors.iter().map(|d| d.detector.as_str()),
+        "---|",
+    );
     if let Some(first) = r.detectors.first() {
         for (i, s) in first.scenarios.iter().enumerate() {
             let _ = write!(md, "| {} | {} |", s.scenario, s.difficulty);
@@ -378,15 +389,13 @@ pub fn write_report(dir: &Path, r: &EvalResult) -> Result<(), TrainError> {
         "\n## Sessions: precision-recall per scenario\n\nEvery scored session of a scenario's \
          campaigns against every benign scored session. Average precision (ROC AUC):\n"
     );
-    let _ = write!(md, "| scenario | attack sessions |");
-    for k in &r.rankings {
-        let _ = write!(md, " {} |", k.name);
-    }
-    let _ = write!(md, "\n|---|---:|");
-    for _ in &r.rankings {
-        let _ = write!(md, "---:|");
-    }
-    md.push('\n');
+    table_header(
+        &mut md,
+        "| scenario | attack sessions |",
+        "|---|---:|",
+        r.rankings.iter().map(|k| k.name.as_str()),
+        "---:|",
+    );
     if let Some(first) = r.rankings.first() {
         for (i, s) in first.scenarios.iter().enumerate() {
             let _ = write!(md, "| {} | {} |", s.scenario, s.attack_sessions);
@@ -531,6 +540,22 @@ pub fn write_report(dir: &Path, r: &EvalResult) -> Result<(), TrainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_headers_rule_every_column() {
+        let mut md = String::new();
+        table_header(
+            &mut md,
+            "| a | b |",
+            "|---|---:|",
+            ["x", "y"].into_iter(),
+            "---:|",
+        );
+        assert_eq!(md, "| a | b | x | y |\n|---|---:|---:|---:|\n");
+        let mut none = String::new();
+        table_header(&mut none, "| a |", "|---|", std::iter::empty(), "---|");
+        assert_eq!(none, "| a |\n|---|\n");
+    }
 
     #[test]
     fn average_precision_of_a_perfect_and_a_useless_ranking() {

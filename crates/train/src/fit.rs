@@ -13,7 +13,7 @@
 
 use crate::frame::Rows;
 use crate::labels::Labels;
-use crate::{io_at, TrainError};
+use crate::{io_at, pretty_json, TrainError};
 use linfa::prelude::*;
 use linfa_clustering::GaussianMixtureModel;
 use linfa_logistic::LogisticRegression;
@@ -377,12 +377,7 @@ pub fn write_model(
     std::fs::create_dir_all(dir).map_err(io_at(dir))?;
     let path = dir.join(MODEL_FILE);
     let tmp = dir.join(format!("{MODEL_FILE}.tmp"));
-    let mut json = serde_json::to_vec_pretty(model).map_err(|source| TrainError::Json {
-        path: path.clone(),
-        source,
-    })?;
-    json.push(b'\n');
-    std::fs::write(&tmp, json).map_err(io_at(&tmp))?;
+    std::fs::write(&tmp, pretty_json(model, &path)?).map_err(io_at(&tmp))?;
     // A watcher sees the whole file or none of it.
     std::fs::rename(&tmp, &path).map_err(io_at(&path))?;
     let card = dir.join("MODEL.md");

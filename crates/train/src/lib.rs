@@ -59,6 +59,19 @@ pub enum TrainError {
     },
 }
 
+/// `value` as pretty JSON ending in a newline, ready to be written to `path` (named in errors).
+pub(crate) fn pretty_json<T: serde::Serialize + ?Sized>(
+    value: &T,
+    path: &std::path::Path,
+) -> Result<Vec<u8>, TrainError> {
+    let mut json = serde_json::to_vec_pretty(value).map_err(|source| TrainError::Json {
+        path: path.to_owned(),
+        source,
+    })?;
+    json.push(b'\n');
+    Ok(json)
+}
+
 /// `io::Error` at `path`.
 pub(crate) fn io_at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     move |source| TrainError::Io {
