@@ -220,6 +220,15 @@ fn source_text(ip: Option<IpAddr>, buf: &mut [u8; 64]) -> &str {
     std::str::from_utf8(&buf[..len]).unwrap_or("none")
 }
 
+/// The value under `key`, a default one inserted first: the key is copied only when it is new
+/// (`entry` would copy it on every event).
+fn entry_for<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
 fn mailbox_hash(tenant: &str, mailbox: &str) -> u64 {
     let mut buf = Vec::with_capacity(tenant.len() + mailbox.len() + 1);
     buf.extend_from_slice(tenant.as_bytes());
@@ -814,25 +823,14 @@ impl Detector {
         if let Some(mb) = mailbox {
             let h = mailbox_hash(tenant, mb);
             let first_in_tenant = {
-                if !self.tenant_mailbox_first.contains_key(tenant) {
-                    self.tenant_mailbox_first
-                        .insert(tenant.to_owned(), BTreeMap::new());
-                }
-                let map = self
-                    .tenant_mailbox_first
-                    .get_mut(tenant)
-                    .expect("inserted above");
+                let map = entry_for(&mut self.tenant_mailbox_first, tenant);
                 if map.len() < MAX_TENANT_MAILBOXES {
                     *map.entry(h).or_insert(t)
                 } else {
                     map.get(&h).copied().unwrap_or(t)
                 }
             };
-            if !self.tenants.contains_key(tenant) {
-                self.tenants
-                    .insert(tenant.to_owned(), TenantState::default());
-            }
-            let tenant_state = self.tenants.get_mut(tenant).expect("inserted above");
+            let tenant_state = entry_for(&mut self.tenants, tenant);
             if tenant_state.mailboxes.len() < MAX_TENANT_MAILBOXES {
                 tenant_state.mailboxes.insert(h);
             }
@@ -1066,8 +1064,8 @@ impl Detector {
         true
     }
 
-    /// Scores an open session as of `now` without acting on the result.
-    /// Scores a session; `explain` also writes the reasons' sentences (see `evaluate_session`).
+    /// Scores an open session as of `now` without acting on the result; `explain` also writes
+    /// the reasons' sentences (see `evaluate_session`).
     fn score_session(&self, id: u64, now: Secs, explain: bool) -> Option<Evaluation> {
         let session = self.sessions.get(&id)?;
         let ck = (session.key.tenant.clone(), session.key.connector.clone());

@@ -94,15 +94,12 @@ pub fn cauchy_combine(signals: &[(f64, f64)]) -> f64 {
 /// ([`crate::Detector`] scores first, then explains the evaluations that alert).
 macro_rules! say {
     ($explain:expr, $($arg:tt)*) => {
-        if $explain {
-            format!($($arg)*)
-        } else {
-            String::new()
-        }
+        explained!($explain, format!($($arg)*))
     };
 }
 
-/// The text `$text` when the evaluation is to be explained, else an empty string.
+/// The text `$text` when the evaluation is to be explained, else an empty string (`$text` is
+/// not evaluated then).
 macro_rules! explained {
     ($explain:expr, $text:expr) => {
         if $explain {
@@ -514,7 +511,7 @@ pub fn evaluate(session: &Session, state: &ConnectorState, ctx: &ScoringContext)
                 id: "credential.concurrent_networks",
                 score: 65,
                 summary: say!(
-                explain,
+                    explain,
                     "the connector's identity is used from {} ({}) while its usual network {} is active at the same time",
                     session.ip.map(|i| i.to_string()).unwrap_or_default(),
                     session.asn.map(|a| format!("AS{a}")).unwrap_or_default(),
@@ -582,7 +579,7 @@ pub fn evaluate(session: &Session, state: &ConnectorState, ctx: &ScoringContext)
                 id: "credential.rotated_key_used",
                 score: 75,
                 summary: say!(
-                explain,
+                    explain,
                     "credential key {key} was rotated out {:.1} days earlier (a newer key took over) and is used again",
                     days(session.first - superseded)
                 ),
@@ -597,7 +594,7 @@ pub fn evaluate(session: &Session, state: &ConnectorState, ctx: &ScoringContext)
                     id: "credential.added_then_used",
                     score: 70,
                     summary: say!(
-                explain,
+                        explain,
                         "credential key {key}, added by {by} {:.1} hours earlier, is used from a network this connector never used ({})",
                         (session.first - added) as f64 / 3600.0,
                         session.network
