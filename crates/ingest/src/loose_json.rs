@@ -512,7 +512,7 @@ pub(crate) use owned_embedded_parse;
 /// Case-insensitive lookup of a record's known keys, without copying the key.
 ///
 /// Keys are hashed eight bytes at a time with the ASCII case bit set on every byte (so `ClientIP`,
-/// `clientip` and `CLIENTIP` hash alike) into an open-addressed table of four slots per key;
+/// `clientip` and `CLIENTIP` hash alike) into an open-addressed table of eight slots per key;
 /// a hit is confirmed with `eq_ignore_ascii_case`. This replaced a lower-cased stack copy looked
 /// up in an `FxHashMap`, which was 13% of decoding time.
 pub struct CaseFoldIndex<F> {
