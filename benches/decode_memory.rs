@@ -11,9 +11,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-/// The allocator the `mailsentry` binary ships with, so the figures are the binary's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[path = "shipped_allocator.rs"]
+mod shipped_allocator;
 
 #[path = "ual_records.rs"]
 mod ual_records;

@@ -7,9 +7,8 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use mailsentry_ingest::{DecodeOptions, Decoded, StreamDecoder};
 use std::sync::Arc;
 
-/// The allocator the `mailsentry` binary ships with, so the figures are the binary's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[path = "shipped_allocator.rs"]
+mod shipped_allocator;
 
 #[path = "ual_records.rs"]
 mod ual_records;

@@ -14,9 +14,8 @@ use mailsentry_events::{
 use std::process::Command;
 use std::sync::Arc;
 
-/// The allocator the `mailsentry` binary ships with, so the figures are the binary's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[path = "shipped_allocator.rs"]
+mod shipped_allocator;
 
 const CHILD_ENV: &str = "MAILSENTRY_DETECTOR_MEM_CHILD";
 

@@ -9,9 +9,8 @@ use mailsentry_ingest::{DecodeOptions, Decoded, StreamDecoder};
 use std::path::Path;
 use std::sync::Arc;
 
-/// The allocator the `mailsentry` binary ships with, so the figures are the binary's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[path = "shipped_allocator.rs"]
+mod shipped_allocator;
 
 #[path = "parse_only.rs"]
 mod parse_only;
