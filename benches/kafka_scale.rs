@@ -115,13 +115,7 @@ fn run(
 ) -> Run {
     let id = unique();
     let group = format!("bench-{id}");
-    let schema = format!("bench_{id}");
-    let base = env("MAILSENTRY_TEST_PG");
-    let mut admin = postgres::Client::connect(&base, postgres::NoTls).unwrap();
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .unwrap();
-    let pg = format!("{base} options='-c search_path={schema}'");
+    let schema = common::PgSchema::create(&env("MAILSENTRY_TEST_PG"), &format!("bench_{id}"));
     let probe: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", env("MAILSENTRY_TEST_KAFKA"))
         .set("group.id", &group)
@@ -131,7 +125,7 @@ fn run(
     let started = Instant::now();
     let mut instances: Vec<Instance> = data
         .iter()
-        .map(|d| start(topic, &group, &pg, d, asn))
+        .map(|d| start(topic, &group, &schema.url, d, asn))
         .collect();
     while instances.iter().map(processed).sum::<u64>() == 0 {
         std::thread::sleep(Duration::from_millis(20));
@@ -147,7 +141,7 @@ fn run(
         child.kill().unwrap();
         child.wait().unwrap();
         let killed_at = Instant::now();
-        let restarted = start(topic, &group, &pg, &data[0], asn);
+        let restarted = start(topic, &group, &schema.url, &data[0], asn);
         while processed(&restarted) == 0 && !at_end(&probe, topic, ends) {
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -170,9 +164,7 @@ fn run(
     for i in instances {
         stop(i);
     }
-    admin
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .unwrap();
+    schema.drop_schema();
     Run {
         seconds,
         steady,

@@ -114,13 +114,7 @@ fn two_instances_one_killed_raise_exactly_the_single_instance_alerts() {
     let group = format!("ms-scale-group-{nanos}");
 
     // A schema of its own in the test database, so the shared store starts empty.
-    let schema = format!("scale_{nanos}");
-    let base = env("MAILSENTRY_TEST_PG");
-    let mut admin = postgres::Client::connect(&base, postgres::NoTls).unwrap();
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .unwrap();
-    let pg = format!("{base} options='-c search_path={schema}'");
+    let schema = common::PgSchema::create(&env("MAILSENTRY_TEST_PG"), &format!("scale_{nanos}"));
 
     // The reference: one detector over the files.
     let work = tempfile::tempdir().unwrap();
@@ -187,8 +181,8 @@ fn two_instances_one_killed_raise_exactly_the_single_instance_alerts() {
 
     let (da, db) = (work.path().join("a"), work.path().join("b"));
     let (pa, pb) = (free_port(), free_port());
-    let a = start(&topic, &group, &pg, &da, pa);
-    let b = start(&topic, &group, &pg, &db, pb);
+    let a = start(&topic, &group, &schema.url, &da, pa);
+    let b = start(&topic, &group, &schema.url, &db, pb);
     // Kill the first instance once it has done part of its share.
     let deadline = Instant::now() + Duration::from_secs(120);
     while metric(pa, "mailsentry_events_processed_total") < 1500 {
@@ -217,7 +211,7 @@ fn two_instances_one_killed_raise_exactly_the_single_instance_alerts() {
         })
     };
     assert!(!at_end(), "the kill came mid-stream");
-    let a = start(&topic, &group, &pg, &da, pa);
+    let a = start(&topic, &group, &schema.url, &da, pa);
     let deadline = Instant::now() + Duration::from_secs(240);
     while !at_end() {
         assert!(
@@ -229,7 +223,7 @@ fn two_instances_one_killed_raise_exactly_the_single_instance_alerts() {
     stop(a);
     stop(b);
 
-    let store = mailsentry_store::postgres_store::PgStore::connect(&pg).unwrap();
+    let store = mailsentry_store::postgres_store::PgStore::connect(&schema.url).unwrap();
     use mailsentry_store::AlertStore;
     let page = store.feed(0, 100_000).unwrap();
     let got: AlertSet = page
@@ -237,9 +231,7 @@ fn two_instances_one_killed_raise_exactly_the_single_instance_alerts() {
         .iter()
         .map(|s| from_json(&serde_json::to_value(&s.alert).unwrap()))
         .collect();
-    admin
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .unwrap();
+    schema.drop_schema();
     assert_eq!(
         got, reference,
         "two instances, one killed and restarted, raise exactly the single-instance alerts"

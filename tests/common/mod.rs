@@ -62,3 +62,33 @@ pub fn interrupt(child: &mut Child) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A schema of its own in a shared PostgreSQL database, so a store on it starts empty.
+pub struct PgSchema {
+    admin: postgres::Client,
+    name: String,
+    /// The connection string whose `search_path` selects the schema.
+    pub url: String,
+}
+
+impl PgSchema {
+    /// Creates the empty schema `name` in the database at `base`.
+    pub fn create(base: &str, name: &str) -> PgSchema {
+        let mut admin = postgres::Client::connect(base, postgres::NoTls).unwrap();
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .unwrap();
+        PgSchema {
+            admin,
+            name: name.to_owned(),
+            url: format!("{base} options='-c search_path={name}'"),
+        }
+    }
+
+    /// Drops the schema with everything in it.
+    pub fn drop_schema(mut self) {
+        self.admin
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name))
+            .unwrap();
+    }
+}
