@@ -84,6 +84,23 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    group.bench_function("breakdown_record_parse_strict", |b| {
+        let mut unescaped = Vec::new();
+        let mut order = mailsentry_ingest::loose_json::KeyOrder::default();
+        b.iter(|| {
+            let mut n = 0u64;
+            for line in input.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+                let text = std::str::from_utf8(line).unwrap();
+                let rec = mailsentry_ingest::strict_json::read_strict(text, &mut unescaped, |de| {
+                    mailsentry_ingest::json_record::JsonRecord::from_strict(de, Some(&mut order))
+                })
+                .unwrap();
+                n += rec.operation_count.is_some() as u64;
+            }
+            black_box(n)
+        })
+    });
+
     group.bench_function("breakdown_simd_json_tape_only", |b| {
         let mut buffers = simd_json::Buffers::new(2048);
         let mut scratch = Vec::new();

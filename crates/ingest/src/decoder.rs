@@ -235,6 +235,25 @@ pub trait Decoder {
     ) -> Result<RecordOutcome, RecordError>;
 }
 
+/// Decodes one in-memory record with `decoder` (file `memory`, line 1): what it returned and
+/// the events it produced. For tests and fuzz targets that drive a decoder directly.
+pub fn decode_record(
+    decoder: &mut dyn Decoder,
+    bytes: &[u8],
+) -> (Result<RecordOutcome, RecordError>, Vec<Event>) {
+    let file: Arc<str> = Arc::from("memory");
+    let raw = RawRecord {
+        bytes,
+        file: &file,
+        line: 1,
+        offset: 0,
+        total_len: bytes.len() as u64,
+    };
+    let mut out = Vec::new();
+    let result = decoder.decode(raw, &mut out);
+    (result, out)
+}
+
 /// Counters for everything read: every record ends up in exactly one of events-producing,
 /// meta, skipped or rejected.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

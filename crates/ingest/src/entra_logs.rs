@@ -5,7 +5,7 @@
 
 use crate::decoder::{RawRecord, RecordError, RecordOutcome};
 use crate::field_values::{parse_client_address, parse_ip, ParsedAddress};
-use crate::json_record::{owned, string, sub, text, JsonRecord, Principal, TargetResource};
+use crate::json_record::{string, sub, text, JsonRecord, Principal, TargetResource};
 use crate::loose_json::Nested;
 use crate::record_helpers::{
     event_time, key_description_values, key_id_changes, normalize_operation,
@@ -230,29 +230,31 @@ fn initiator(
     let Some(by) = by else {
         return (None, None);
     };
-    let principal = |n: &Option<Nested<Principal>>| n.as_ref().and_then(Nested::value).cloned();
+    fn principal<'r, 'a>(n: &'r Option<Nested<Principal<'a>>>) -> Option<&'r Principal<'a>> {
+        n.as_ref().and_then(Nested::value)
+    }
     let user = principal(&by.user);
     let app = principal(&by.app);
     let who = user
         .as_ref()
-        .and_then(|u| owned(&u.user_principal_name).or_else(|| owned(&u.id)))
+        .and_then(|u| string(&u.user_principal_name).or_else(|| string(&u.id)))
         .or_else(|| {
             app.as_ref().and_then(|a| {
-                owned(&a.display_name)
-                    .or_else(|| owned(&a.app_id))
-                    .or_else(|| owned(&a.service_principal_id))
+                string(&a.display_name)
+                    .or_else(|| string(&a.app_id))
+                    .or_else(|| string(&a.service_principal_id))
             })
         });
     let ip = user
         .as_ref()
-        .and_then(|u| owned(&u.ip_address))
-        .or_else(|| app.as_ref().and_then(|a| owned(&a.ip_address)))
+        .and_then(|u| string(&u.ip_address))
+        .or_else(|| app.as_ref().and_then(|a| string(&a.ip_address)))
         .and_then(|t| parse_ip(&t))
         .or_else(|| text(&rec.caller_ip_address).and_then(|t| parse_ip(&t)));
     (who, ip)
 }
 
-fn targets<'r>(rec: &'r JsonRecord<'_>, p: &'r JsonRecord<'_>) -> Vec<&'r TargetResource> {
+fn targets<'r, 'a>(rec: &'r JsonRecord<'a>, p: &'r JsonRecord<'a>) -> Vec<&'r TargetResource<'a>> {
     p.target_resources
         .as_ref()
         .or(rec.target_resources.as_ref())
@@ -274,22 +276,22 @@ fn audit_event(rec: &JsonRecord<'_>, p: &JsonRecord<'_>) -> EventKind {
     let properties: Vec<(String, Option<String>, Option<String>)> = targets
         .iter()
         .flat_map(|t| t.modified_properties.iter().flat_map(|l| l.values()))
-        .filter_map(|m| Some((owned(&m.name)?, owned(&m.old_value), owned(&m.new_value))))
+        .filter_map(|m| Some((string(&m.name)?, string(&m.old_value), string(&m.new_value))))
         .collect();
 
     let app_target = targets.iter().find(|t| {
-        owned(&t.kind).is_some_and(|k| {
+        string(&t.kind).is_some_and(|k| {
             k.eq_ignore_ascii_case("Application") || k.eq_ignore_ascii_case("ServicePrincipal")
         })
     });
     let app_identity = |t: Option<&&TargetResource>| {
         let mut id = ConnectorIdentity::default();
         if let Some(t) = t {
-            let is_sp = owned(&t.kind).is_some_and(|k| k.eq_ignore_ascii_case("ServicePrincipal"));
+            let is_sp = string(&t.kind).is_some_and(|k| k.eq_ignore_ascii_case("ServicePrincipal"));
             if is_sp {
-                id.service_principal_id = owned(&t.id);
+                id.service_principal_id = string(&t.id);
             }
-            id.name = owned(&t.display_name);
+            id.name = string(&t.display_name);
         }
         id.app_id = properties
             .iter()
@@ -375,7 +377,7 @@ fn audit_event(rec: &JsonRecord<'_>, p: &JsonRecord<'_>) -> EventKind {
         actor_ip,
         target: targets
             .first()
-            .and_then(|t| owned(&t.display_name).or_else(|| owned(&t.id))),
+            .and_then(|t| string(&t.display_name).or_else(|| string(&t.id))),
         app,
         parameters: properties
             .into_iter()

@@ -6,20 +6,42 @@ use crate::entra_logs::{classify, decode_entra_record};
 use crate::json_record::{sub, text, JsonRecord};
 use crate::loose_json::KeyOrder;
 use crate::management_api::{decode_ual_record, OuterRow};
+use crate::strict_json::read_strict;
 use mailsentry_events::{Event, SourceFormat};
 
 /// Decodes every JSON record shape.
 ///
-/// Records are parsed with simd-json (SIMD structural indexing, about 1.5x serde_json on these
-/// records) into a copy of the record, since simd-json unescapes in place; when simd-json refuses
-/// a record, serde_json parses the original, so serde_json decides what is accepted and its error
-/// names the reject class. The decoder keeps the key order of the records before
-/// ([`KeyOrder`]), so a key is usually recognised by one comparison.
+/// Records are read in place by the strict single-pass reader ([`crate::strict_json`]), which
+/// takes the common case fast and refuses anything unusual (floats, odd escapes, any error).
+/// A refused record is parsed with simd-json into a copy of the record (simd-json unescapes in
+/// place); when simd-json refuses it too, serde_json parses the original, so serde_json decides
+/// what is accepted and its error names the reject class. All three drive the same tolerant
+/// `Deserialize` impls. The decoder keeps the key order of the records before ([`KeyOrder`]),
+/// so a key is usually recognised by one comparison.
 #[derive(Default)]
 pub struct JsonDecoder {
     scratch: Vec<u8>,
+    unescaped: Vec<u8>,
     buffers: simd_json::Buffers,
     key_order: KeyOrder,
+    general_only: bool,
+    refused: u64,
+}
+
+impl JsonDecoder {
+    /// A decoder without the strict fast path: every record goes to the general parsers. For
+    /// differential tests (both must decode alike) and benchmarks.
+    pub fn general_parsers_only() -> Self {
+        JsonDecoder {
+            general_only: true,
+            ..JsonDecoder::default()
+        }
+    }
+
+    /// Records the strict reader handed to the general parsers so far.
+    pub fn strict_refusals(&self) -> u64 {
+        self.refused
+    }
 }
 
 impl std::fmt::Debug for JsonDecoder {
@@ -59,6 +81,17 @@ impl Decoder for JsonDecoder {
         raw: RawRecord<'_>,
         out: &mut Vec<Event>,
     ) -> Result<RecordOutcome, RecordError> {
+        if !self.general_only {
+            if let Ok(text) = std::str::from_utf8(raw.bytes) {
+                let key_order = &mut self.key_order;
+                if let Some(rec) = read_strict(text, &mut self.unescaped, |de| {
+                    JsonRecord::from_strict(de, Some(key_order))
+                }) {
+                    return decode_json_value(&rec, &raw, out, 0);
+                }
+            }
+            self.refused += 1;
+        }
         self.scratch.clear();
         self.scratch.extend_from_slice(raw.bytes);
         let parsed =

@@ -8,7 +8,7 @@
 //! into the same type.
 
 use crate::loose_json::{
-    case_insensitive_record, owned_embedded_parse, EmbeddedParse, List, Loose, LooseOwned, Nested,
+    borrowed_embedded_parse, case_insensitive_record, EmbeddedParse, List, Loose, Nested,
 };
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -16,7 +16,25 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// A nested record (`properties`, `AppAccessContext`, `RawEventData`, Panther's `log`).
-pub type Sub<'a> = Nested<Box<JsonRecord<'a>>>;
+pub type Sub<'a> = Nested<SubRecord<'a>>;
+
+/// A nested record, built on the heap where it is read ([`JsonRecord::deserialize_boxed`]).
+#[derive(Debug)]
+pub struct SubRecord<'a>(pub Box<JsonRecord<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for SubRecord<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        JsonRecord::deserialize_boxed(d).map(SubRecord)
+    }
+}
+
+impl<'de> crate::strict_json::StrictRecord<'de> for SubRecord<'de> {
+    fn read_record(
+        de: &mut crate::strict_json::StrictJson<'de, '_>,
+    ) -> Result<Self, crate::strict_json::Refused> {
+        JsonRecord::from_strict(de, None).map(SubRecord)
+    }
+}
 
 case_insensitive_record! {
     /// The union of the fields mailsentry uses, across every JSON shape.
@@ -62,21 +80,21 @@ case_insensitive_record! {
         "mailboxguid" => mailbox_guid: Loose<'a>,
         "mailboxownerupn" => mailbox_owner_upn: Loose<'a>,
         "sessionid" => session_id: Loose<'a>,
-        "operationproperties" => operation_properties: List<NameValue>,
+        "operationproperties" => operation_properties: List<NameValue<'a>>,
         "operationcount" => operation_count: Loose<'a>,
-        "folders" => folders: List<FolderEntry>,
-        "item" => item: Nested<ItemEntry>,
-        "affecteditems" => affected_items: List<ItemEntry>,
-        "appaccesscontext" => app_access_context: Sub<'a>,
+        "folders" => folders: List<FolderEntry<'a>>,
+        "item" => item: Nested<ItemEntry<'a>>,
+        "affecteditems" => affected_items: List<ItemEntry<'a>>,
+        "appaccesscontext" => app_access_context: Nested<AccessContext<'a>>,
         "uniquetokenid" | "uniquetokenidentifier" => unique_token_id: Loose<'a>,
         "aadsessionid" => aad_session_id: Loose<'a>,
         "signinactivityid" => sign_in_activity_id: Loose<'a>,
-        "parameters" => parameters: List<NameValue>,
-        "modifiedproperties" => modified_properties: List<NameValue>,
-        "extendedproperties" => extended_properties: List<NameValue>,
+        "parameters" => parameters: List<NameValue<'a>>,
+        "modifiedproperties" => modified_properties: List<NameValue<'a>>,
+        "extendedproperties" => extended_properties: List<NameValue<'a>>,
         "objectid" => object_id: Loose<'a>,
-        "target" => target: List<ActorEntry>,
-        "actor" => actor: List<ActorEntry>,
+        "target" => target: List<ActorEntry<'a>>,
+        "actor" => actor: List<ActorEntry<'a>>,
         "raweventdata" => raw_event_data: Sub<'a>,
         "log" => log: Sub<'a>,
         "auditdata" => audit_data: Sub<'a>,
@@ -100,28 +118,38 @@ case_insensitive_record! {
         "responsestatuscode" => response_status_code: Loose<'a>,
         "responsesizebytes" => response_size_bytes: Loose<'a>,
         "clientauthmethod" => client_auth_method: Loose<'a>,
-        "targetresources" => target_resources: List<TargetResource>,
-        "initiatedby" => initiated_by: Nested<InitiatedBy>,
+        "targetresources" => target_resources: List<TargetResource<'a>>,
+        "initiatedby" => initiated_by: Nested<InitiatedBy<'a>>,
         "externalaccess" => external_access: Loose<'a>,
         "originatingserver" => originating_server: Loose<'a>,
         "isinteractive" => is_interactive: Loose<'a>,
     }
 }
 
-impl EmbeddedParse for Box<JsonRecord<'_>> {
+case_insensitive_record! {
+    /// `AppAccessContext` of a mailbox access: the token behind it. Only these keys are read,
+    /// so it is a small record of its own rather than a nested [`JsonRecord`].
+    pub struct AccessContext<'a> {
+        "clientappid" => client_app_id: Loose<'a>,
+        "uniquetokenid" | "uniquetokenidentifier" => unique_token_id: Loose<'a>,
+        "aadsessionid" => aad_session_id: Loose<'a>,
+    }
+}
+
+impl EmbeddedParse for SubRecord<'_> {
     fn parse_embedded(text: &str) -> Option<Self> {
         let t = text.trim_start();
         if t.starts_with('{') {
             // An IoRead deserializer never borrows, so it can produce a record of any lifetime.
             let mut de = serde_json::Deserializer::from_reader(t.as_bytes());
-            let record =
-                <JsonRecord<'static> as Deserialize<'static>>::deserialize(&mut de).ok()?;
+            let record = JsonRecord::<'static>::deserialize_boxed(&mut de).ok()?;
             de.end().ok()?;
-            return Some(Box::new(record));
+            return Some(SubRecord(record));
         }
         let json = crate::loose_json::powershell_hashtable_as_json(t)?;
-        let record = <JsonRecord<'static> as Deserialize<'static>>::deserialize(json).ok()?;
-        Some(Box::new(record))
+        JsonRecord::<'static>::deserialize_boxed(json)
+            .ok()
+            .map(SubRecord)
     }
 
     fn parse_embedded_list(_text: &str) -> Option<Vec<Self>> {
@@ -139,44 +167,27 @@ pub fn string(field: &Option<Loose<'_>>) -> Option<String> {
     field.as_ref().and_then(Loose::string)
 }
 
-/// Shorthand: the owned text of an optional field of an owned element type.
-pub fn owned(value: &Option<LooseOwned>) -> Option<String> {
-    value.as_ref().and_then(LooseOwned::string)
-}
-
 /// Shorthand: the nested record behind an optional [`Sub`], when it was readable.
 pub fn sub<'r, 'a>(field: &'r Option<Sub<'a>>) -> Option<&'r JsonRecord<'a>> {
-    field.as_ref().and_then(Nested::value).map(|b| &**b)
+    field.as_ref().and_then(Nested::value).map(|b| &*b.0)
 }
 
-/// `Name`/`Value` (or `displayName`/`oldValue`/`newValue`) pair.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct NameValue {
-    /// Name.
-    #[serde(
-        rename = "Name",
-        alias = "name",
-        alias = "displayName",
-        alias = "DisplayName"
-    )]
-    pub name: Option<LooseOwned>,
-    /// Value.
-    #[serde(rename = "Value", alias = "value")]
-    pub value: Option<LooseOwned>,
-    /// New value (modified properties).
-    #[serde(rename = "NewValue", alias = "newValue")]
-    pub new_value: Option<LooseOwned>,
-    /// Old value (modified properties).
-    #[serde(rename = "OldValue", alias = "oldValue")]
-    pub old_value: Option<LooseOwned>,
+case_insensitive_record! {
+    /// `Name`/`Value` (or `displayName`/`oldValue`/`newValue`) pair.
+    pub struct NameValue<'a> {
+        "name" | "displayname" => name: Loose<'a>,
+        "value" => value: Loose<'a>,
+        "newvalue" => new_value: Loose<'a>,
+        "oldvalue" => old_value: Loose<'a>,
+    }
 }
 
-impl NameValue {
+impl NameValue<'_> {
     /// True when the name equals `name` (case-insensitive).
     pub fn is(&self, name: &str) -> bool {
         self.name
             .as_ref()
-            .and_then(|n| n.0.text())
+            .and_then(Loose::text)
             .is_some_and(|n| n.eq_ignore_ascii_case(name))
     }
 
@@ -190,107 +201,74 @@ impl NameValue {
         self.value
             .as_ref()
             .or(self.new_value.as_ref())
-            .and_then(|v| v.0.text())
+            .and_then(Loose::text)
     }
 }
 
-/// A folder of a MailItemsAccessed record.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct FolderEntry {
-    /// Folder id.
-    #[serde(rename = "Id", alias = "id")]
-    pub id: Option<LooseOwned>,
-    /// Folder path.
-    #[serde(rename = "Path", alias = "path")]
-    pub path: Option<LooseOwned>,
-    /// Items read.
-    #[serde(rename = "FolderItems", alias = "folderItems")]
-    pub folder_items: Option<List<ItemEntry>>,
+case_insensitive_record! {
+    /// A folder of a MailItemsAccessed record: `Id`, `Path` and the items read (`FolderItems`).
+    pub struct FolderEntry<'a> {
+        "id" => id: Loose<'a>,
+        "path" => path: Loose<'a>,
+        "folderitems" => folder_items: List<ItemEntry<'a>>,
+    }
 }
 
-/// An item (MailItemsAccessed folder item, ExchangeItem `Item`, `AffectedItems` entry).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ItemEntry {
-    /// Item id.
-    #[serde(rename = "Id", alias = "id")]
-    pub id: Option<LooseOwned>,
-    /// Internet message id.
-    #[serde(rename = "InternetMessageId", alias = "internetMessageId")]
-    pub internet_message_id: Option<LooseOwned>,
-    /// Size (sometimes a float).
-    #[serde(rename = "SizeInBytes", alias = "sizeInBytes", alias = "Size")]
-    pub size_in_bytes: Option<LooseOwned>,
-    /// Parent folder of a single item.
-    #[serde(rename = "ParentFolder", alias = "parentFolder")]
-    pub parent_folder: Option<Nested<FolderEntry>>,
+case_insensitive_record! {
+    /// An item (MailItemsAccessed folder item, ExchangeItem `Item`, `AffectedItems` entry): `Id`,
+    /// `InternetMessageId`, the size (`SizeInBytes` or `Size`, sometimes a float) and the
+    /// `ParentFolder` of a single item.
+    pub struct ItemEntry<'a> {
+        "id" => id: Loose<'a>,
+        "internetmessageid" => internet_message_id: Loose<'a>,
+        "sizeinbytes" | "size" => size_in_bytes: Loose<'a>,
+        "parentfolder" => parent_folder: Nested<FolderEntry<'a>>,
+    }
 }
 
-/// `Actor` / `Target` entry of an AAD UAL record.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ActorEntry {
-    /// Identifier.
-    #[serde(rename = "ID", alias = "Id", alias = "id")]
-    pub id: Option<LooseOwned>,
-    /// Identity type.
-    #[serde(rename = "Type", alias = "type")]
-    pub kind: Option<LooseOwned>,
-    /// Display name (Sentinel `target`).
-    #[serde(rename = "displayName", alias = "DisplayName")]
-    pub display_name: Option<LooseOwned>,
+case_insensitive_record! {
+    /// `Actor` / `Target` entry of an AAD UAL record: `ID`, `Type` (identity type) and, in
+    /// Sentinel's `target`, `displayName`.
+    pub struct ActorEntry<'a> {
+        "id" => id: Loose<'a>,
+        "type" => kind: Loose<'a>,
+        "displayname" => display_name: Loose<'a>,
+    }
 }
 
-/// Entra audit `targetResources` entry.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct TargetResource {
-    /// Object id.
-    #[serde(rename = "id", alias = "Id")]
-    pub id: Option<LooseOwned>,
-    /// Display name.
-    #[serde(rename = "displayName", alias = "DisplayName")]
-    pub display_name: Option<LooseOwned>,
-    /// `Application`, `ServicePrincipal`, `User`, ...
-    #[serde(rename = "type", alias = "Type")]
-    pub kind: Option<LooseOwned>,
-    /// Changed properties.
-    #[serde(rename = "modifiedProperties", alias = "ModifiedProperties")]
-    pub modified_properties: Option<List<NameValue>>,
+case_insensitive_record! {
+    /// Entra audit `targetResources` entry: object id, display name, type (`Application`,
+    /// `ServicePrincipal`, `User`, ...) and the changed properties.
+    pub struct TargetResource<'a> {
+        "id" => id: Loose<'a>,
+        "displayname" => display_name: Loose<'a>,
+        "type" => kind: Loose<'a>,
+        "modifiedproperties" => modified_properties: List<NameValue<'a>>,
+    }
 }
 
-/// Entra audit `initiatedBy`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct InitiatedBy {
-    /// A user.
-    #[serde(rename = "user", alias = "User")]
-    pub user: Option<Nested<Principal>>,
-    /// An application.
-    #[serde(rename = "app", alias = "App")]
-    pub app: Option<Nested<Principal>>,
+case_insensitive_record! {
+    /// Entra audit `initiatedBy`: a user or an application.
+    pub struct InitiatedBy<'a> {
+        "user" => user: Nested<Principal<'a>>,
+        "app" => app: Nested<Principal<'a>>,
+    }
 }
 
-/// A user or app inside `initiatedBy`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Principal {
-    /// Object id.
-    #[serde(rename = "id", alias = "Id")]
-    pub id: Option<LooseOwned>,
-    /// Display name.
-    #[serde(rename = "displayName", alias = "DisplayName")]
-    pub display_name: Option<LooseOwned>,
-    /// UPN.
-    #[serde(rename = "userPrincipalName", alias = "UserPrincipalName")]
-    pub user_principal_name: Option<LooseOwned>,
-    /// IP.
-    #[serde(rename = "ipAddress", alias = "IpAddress")]
-    pub ip_address: Option<LooseOwned>,
-    /// App id.
-    #[serde(rename = "appId", alias = "AppId")]
-    pub app_id: Option<LooseOwned>,
-    /// Service principal id.
-    #[serde(rename = "servicePrincipalId", alias = "ServicePrincipalId")]
-    pub service_principal_id: Option<LooseOwned>,
+case_insensitive_record! {
+    /// A user or app inside `initiatedBy`.
+    pub struct Principal<'a> {
+        "id" => id: Loose<'a>,
+        "displayname" => display_name: Loose<'a>,
+        "userprincipalname" => user_principal_name: Loose<'a>,
+        "ipaddress" => ip_address: Loose<'a>,
+        "appid" => app_id: Loose<'a>,
+        "serviceprincipalid" => service_principal_id: Loose<'a>,
+    }
 }
 
-owned_embedded_parse!(
+borrowed_embedded_parse!(
+    AccessContext,
     NameValue,
     FolderEntry,
     ItemEntry,
@@ -332,23 +310,21 @@ impl<'de: 'a, 'a> Visitor<'de> for LocationVisitor<'a> {
     }
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
         if v.trim_start().starts_with('{') {
-            return Ok(
-                Box::<JsonRecord>::parse_embedded(v).map_or(Location::Unreadable, Location::Detail)
-            );
+            return Ok(SubRecord::parse_embedded(v)
+                .map_or(Location::Unreadable, |d| Location::Detail(d.0)));
         }
         Ok(Location::Country(Cow::Borrowed(v)))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
         if v.trim_start().starts_with('{') {
-            return Ok(
-                Box::<JsonRecord>::parse_embedded(v).map_or(Location::Unreadable, Location::Detail)
-            );
+            return Ok(SubRecord::parse_embedded(v)
+                .map_or(Location::Unreadable, |d| Location::Detail(d.0)));
         }
         Ok(Location::Country(Cow::Owned(v.to_owned())))
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        let d = JsonRecord::deserialize(de::value::MapAccessDeserializer::new(map))?;
-        Ok(Location::Detail(Box::new(d)))
+        let d = JsonRecord::deserialize_boxed(de::value::MapAccessDeserializer::new(map))?;
+        Ok(Location::Detail(d))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
@@ -368,6 +344,14 @@ impl<'de: 'a, 'a> Visitor<'de> for LocationVisitor<'a> {
     }
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
         Ok(Location::Unreadable)
+    }
+}
+
+impl<'de> crate::strict_json::StrictField<'de> for Location<'de> {
+    fn read_value(
+        de: &mut crate::strict_json::StrictJson<'de, '_>,
+    ) -> Result<Self, crate::strict_json::Refused> {
+        Location::deserialize(de)
     }
 }
 

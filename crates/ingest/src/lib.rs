@@ -29,9 +29,11 @@ pub mod mime_transport;
 pub mod purview_csv;
 mod record_helpers;
 pub mod stream_decoder;
+pub mod strict_json;
 
 pub use decoder::{
-    DecodeStats, Decoder, InputFormat, RawRecord, RecordError, RecordOutcome, Reject, RejectClass,
+    decode_record, DecodeStats, Decoder, InputFormat, RawRecord, RecordError, RecordOutcome,
+    Reject, RejectClass,
 };
 pub use event_merge::MergedEvents;
 pub use exchange_onprem::{EwsLogDecoder, IisW3cDecoder};

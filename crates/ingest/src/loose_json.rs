@@ -12,7 +12,7 @@
 //! input where they need no unescaping.
 
 use serde::de::value::MapAccessDeserializer;
-use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::fmt;
@@ -172,26 +172,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
     }
 }
 
-/// A [`Loose`] detached from the input, for owned element types.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LooseOwned(pub Loose<'static>);
-
-impl<'de> Deserialize<'de> for LooseOwned {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(LooseOwned(
-            d.deserialize_any(LooseVisitor::<'de>(PhantomData))?
-                .into_owned(),
-        ))
-    }
-}
-
-impl LooseOwned {
-    /// See [`Loose::string`].
-    pub fn string(&self) -> Option<String> {
-        self.0.string()
-    }
-}
-
 /// Parses a PowerShell hashtable rendering `@{Name=MailAccessType; Value=Bind}` into its pairs.
 /// Returns `None` when the text is not of that shape.
 pub fn parse_powershell_hashtable(text: &str) -> Option<Vec<(String, String)>> {
@@ -244,22 +224,6 @@ impl<T> Nested<T> {
             Nested::Value(v) => Some(v),
             _ => None,
         }
-    }
-}
-
-/// Parsing of an embedded JSON string into an element or record type.
-pub trait FromEmbeddedJson: Sized {
-    /// Parses `text` (JSON, or a PowerShell hashtable rendering) into a value.
-    fn from_embedded(text: &str) -> Option<Self>;
-}
-
-impl<T: DeserializeOwned> FromEmbeddedJson for T {
-    fn from_embedded(text: &str) -> Option<Self> {
-        let t = text.trim_start();
-        if t.starts_with('{') {
-            return serde_json::from_str(t).ok();
-        }
-        T::deserialize(powershell_hashtable_as_json(t)?).ok()
     }
 }
 
@@ -490,15 +454,22 @@ where
     }
 }
 
-/// Implements [`EmbeddedParse`] for owned (`DeserializeOwned`) element types.
-macro_rules! owned_embedded_parse {
-    ($($t:ty),* $(,)?) => {$(
-        impl $crate::loose_json::EmbeddedParse for $t {
+/// Implements [`EmbeddedParse`] for element types that borrow from the input (`T<'a>`): the
+/// embedded text is a temporary, so what is parsed from it is owned (`T<'static>`).
+macro_rules! borrowed_embedded_parse {
+    ($($t:ident),* $(,)?) => {$(
+        impl $crate::loose_json::EmbeddedParse for $t<'_> {
             fn parse_embedded(text: &str) -> Option<Self> {
-                <$t as $crate::loose_json::FromEmbeddedJson>::from_embedded(text)
+                let t = text.trim_start();
+                if t.starts_with('{') {
+                    $crate::loose_json::parse_owned::<$t<'static>>(t)
+                } else {
+                    let json = $crate::loose_json::powershell_hashtable_as_json(t)?;
+                    <$t<'static> as serde::Deserialize<'static>>::deserialize(json).ok()
+                }
             }
             fn parse_embedded_list(text: &str) -> Option<Vec<Self>> {
-                let raw: Vec<$crate::loose_json::Element<$t>> = serde_json::from_str(text).ok()?;
+                let raw = $crate::loose_json::parse_owned::<Vec<$crate::loose_json::Element<$t<'static>>>>(text)?;
                 Some(raw.into_iter().filter_map(|e| match e {
                     $crate::loose_json::Element::Value(v) => Some(v),
                     $crate::loose_json::Element::Unreadable => None,
@@ -507,7 +478,16 @@ macro_rules! owned_embedded_parse {
         }
     )*};
 }
-pub(crate) use owned_embedded_parse;
+pub(crate) use borrowed_embedded_parse;
+
+/// Parses a whole JSON text into a value that owns its strings (a reader-backed deserializer
+/// never borrows, so `T` may be any `T<'static>`).
+pub fn parse_owned<T: Deserialize<'static>>(text: &str) -> Option<T> {
+    let mut de = serde_json::Deserializer::from_reader(text.as_bytes());
+    let value = T::deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(value)
+}
 
 /// Case-insensitive lookup of a record's known keys, without copying the key.
 ///
@@ -572,9 +552,20 @@ impl<F: Copy> CaseFoldIndex<F> {
         (hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> shift) as usize
     }
 
+    /// Up to this many spellings are compared one by one (length first) instead of hashed:
+    /// the small records (folders, items, name/value pairs) are read faster that way.
+    const LINEAR: usize = 8;
+
     /// The field named by `key`, whatever its letter case.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<F> {
+        if self.entries.len() <= Self::LINEAR {
+            return self
+                .entries
+                .iter()
+                .find(|(_, k, _)| k.len() == key.len() && k.eq_ignore_ascii_case(key))
+                .map(|&(_, _, field)| field);
+        }
         let hash = case_fold_hash(key);
         let mask = self.slots.len() - 1;
         let mut at = Self::home(hash, self.shift);
@@ -590,6 +581,28 @@ impl<F: Copy> CaseFoldIndex<F> {
             at = (at + 1) & mask;
         }
     }
+}
+
+/// Byte equality of two short keys without a call to `memcmp`: eight bytes at a time, the
+/// last word overlapping the one before.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
+    let mut at = 0;
+    while at + 8 < n {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
 }
 
 /// The keys of the last record read, position by position, with the field each named.
@@ -617,11 +630,15 @@ impl KeyOrder {
 
     /// The field of the next key: the remembered one when the key is the same, else `lookup`'s.
     #[inline]
-    fn field(&mut self, key: &[u8], lookup: impl FnOnce(&[u8]) -> Option<u16>) -> Option<u16> {
+    pub(crate) fn field(
+        &mut self,
+        key: &[u8],
+        lookup: impl FnOnce(&[u8]) -> Option<u16>,
+    ) -> Option<u16> {
         let pos = self.pos;
         self.pos += 1;
         if let Some((known, field)) = self.slots.get(pos) {
-            if **known == *key {
+            if same_bytes(known, key) {
                 self.hits += 1;
                 return *field;
             }
@@ -673,7 +690,13 @@ impl Visitor<'_> for FieldSeed<'_> {
 }
 
 /// Declares a struct of optional fields whose JSON keys match case-insensitively; each field
-/// lists the lower-case spellings it accepts. Unknown keys are skipped.
+/// lists the lower-case spellings it accepts. Unknown keys are skipped; a `null` value leaves a
+/// field as it was.
+///
+/// The struct is read two ways that fill it alike: through serde (`Deserialize`, any parser)
+/// and through the strict reader ([`StrictRecord`](crate::strict_json::StrictRecord),
+/// `from_strict`), which reads the fields directly. Large records are read straight onto the
+/// heap (`deserialize_boxed`, `from_strict`) so they are never copied as they are returned.
 macro_rules! case_insensitive_record {
     (
         $(#[$meta:meta])*
@@ -690,66 +713,138 @@ macro_rules! case_insensitive_record {
 
         impl<'de: 'a, 'a> serde::Deserialize<'de> for $name<'a> {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                Self::deserialize_keyed(d, None)
+                let mut record = Self::default();
+                Self::deserialize_into(d, &mut record, None)?;
+                Ok(record)
             }
         }
 
+        impl<'de> $crate::strict_json::StrictRecord<'de> for $name<'de> {
+            fn read_record(
+                de: &mut $crate::strict_json::StrictJson<'de, '_>,
+            ) -> Result<Self, $crate::strict_json::Refused> {
+                let mut record = Self::default();
+                Self::fill_strict(de, &mut record, None)?;
+                Ok(record)
+            }
+        }
+
+        #[allow(dead_code)]
         impl<'a> $name<'a> {
             /// Deserializes a top-level record of a stream, predicting its keys from the
             /// records before (see [`KeyOrder`](crate::loose_json::KeyOrder)).
             pub fn deserialize_in_order<'de: 'a, D: serde::Deserializer<'de>>(
                 d: D,
                 order: &mut $crate::loose_json::KeyOrder,
-            ) -> Result<Self, D::Error> {
-                Self::deserialize_keyed(d, Some(order))
+            ) -> Result<Box<Self>, D::Error> {
+                let mut record = Box::<Self>::default();
+                Self::deserialize_into(d, &mut record, Some(order))?;
+                Ok(record)
             }
 
-            fn deserialize_keyed<'de: 'a, D: serde::Deserializer<'de>>(
+            /// Deserializes a record straight onto the heap.
+            pub fn deserialize_boxed<'de: 'a, D: serde::Deserializer<'de>>(
                 d: D,
+            ) -> Result<Box<Self>, D::Error> {
+                let mut record = Box::<Self>::default();
+                Self::deserialize_into(d, &mut record, None)?;
+                Ok(record)
+            }
+
+            /// Reads a record onto the heap with the strict reader; `order` predicts the keys
+            /// of a top-level record of a stream.
+            pub fn from_strict(
+                de: &mut $crate::strict_json::StrictJson<'a, '_>,
                 order: Option<&mut $crate::loose_json::KeyOrder>,
-            ) -> Result<Self, D::Error> {
+            ) -> Result<Box<Self>, $crate::strict_json::Refused> {
+                let mut record = Box::<Self>::default();
+                Self::fill_strict(de, &mut record, order)?;
+                Ok(record)
+            }
+
+            /// Lower-case key → field number (the order of declaration).
+            fn key_index() -> &'static $crate::loose_json::CaseFoldIndex<u16> {
+                #[allow(non_camel_case_types)]
+                enum Field { $($field),* }
+                static INDEX: std::sync::OnceLock<$crate::loose_json::CaseFoldIndex<u16>> =
+                    std::sync::OnceLock::new();
+                INDEX.get_or_init(|| {
+                    $crate::loose_json::CaseFoldIndex::new(&[$( $( ($key, Field::$field as u16), )+ )*])
+                })
+            }
+
+            fn fill_strict(
+                de: &mut $crate::strict_json::StrictJson<'a, '_>,
+                record: &mut Self,
+                mut order: Option<&mut $crate::loose_json::KeyOrder>,
+            ) -> Result<(), $crate::strict_json::Refused> {
                 #[allow(non_camel_case_types)]
                 #[derive(Clone, Copy)]
                 enum Field { $($field),* }
                 const FIELDS: &[Field] = &[$(Field::$field),*];
-                static INDEX: std::sync::OnceLock<$crate::loose_json::CaseFoldIndex<u16>> =
-                    std::sync::OnceLock::new();
-                let index = INDEX.get_or_init(|| {
-                    $crate::loose_json::CaseFoldIndex::new(&[$( $( ($key, Field::$field as u16), )+ )*])
-                });
-                struct RecordVisitor<'a, 'o> {
-                    index: &'static $crate::loose_json::CaseFoldIndex<u16>,
-                    order: Option<&'o mut $crate::loose_json::KeyOrder>,
-                    _borrow: std::marker::PhantomData<&'a ()>,
+                let index = Self::key_index();
+                if let Some(order) = order.as_deref_mut() {
+                    order.start();
                 }
-                impl<'de: 'a, 'a> serde::de::Visitor<'de> for RecordVisitor<'a, '_> {
-                    type Value = $name<'a>;
+                de.begin_object()?;
+                let mut first = true;
+                while let Some(field) = de.next_key(&mut first, |key| match order.as_deref_mut() {
+                    Some(order) => order.field(key, |k| index.get(k)),
+                    None => index.get(key),
+                })? {
+                    match field.map(|i| FIELDS[usize::from(i)]) {
+                        $( Some(Field::$field) => {
+                            if let Some(value) = de.field_value::<$ty>()? {
+                                record.$field = Some(value);
+                            }
+                        } )*
+                        None => de.skip_value()?,
+                    }
+                }
+                Ok(())
+            }
+
+            fn deserialize_into<'de: 'a, D: serde::Deserializer<'de>>(
+                d: D,
+                record: &mut Self,
+                order: Option<&mut $crate::loose_json::KeyOrder>,
+            ) -> Result<(), D::Error> {
+                #[allow(non_camel_case_types)]
+                #[derive(Clone, Copy)]
+                enum Field { $($field),* }
+                const FIELDS: &[Field] = &[$(Field::$field),*];
+                struct RecordVisitor<'a, 'r, 'o> {
+                    record: &'r mut $name<'a>,
+                    order: Option<&'o mut $crate::loose_json::KeyOrder>,
+                }
+                impl<'de: 'a, 'a> serde::de::Visitor<'de> for RecordVisitor<'a, '_, '_> {
+                    type Value = ();
                     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                         f.write_str(concat!("a ", stringify!($name), " object"))
                     }
-                    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
-                        let mut record = $name::default();
+                    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+                        let index = $name::key_index();
                         if let Some(order) = self.order.as_deref_mut() {
                             order.start();
                         }
                         while let Some(field) = map.next_key_seed($crate::loose_json::FieldSeed {
-                            index: self.index,
+                            index,
                             order: self.order.as_deref_mut(),
                         })? {
                             match field.map(|i| FIELDS[usize::from(i)]) {
                                 $( Some(Field::$field) => {
                                     let value: Option<$ty> = map.next_value()?;
                                     if value.is_some() {
-                                        record.$field = value;
+                                        self.record.$field = value;
                                     }
                                 } )*
                                 None => { map.next_value::<serde::de::IgnoredAny>()?; }
                             }
                         }
-                        Ok(record)
+                        Ok(())
                     }
                 }
-                d.deserialize_map(RecordVisitor { index, order, _borrow: std::marker::PhantomData })
+                d.deserialize_map(RecordVisitor { record, order })
             }
         }
     };
@@ -761,15 +856,15 @@ mod tests {
     use super::*;
 
     #[derive(Debug, Deserialize, PartialEq)]
-    struct Pair {
-        #[serde(alias = "Name")]
-        name: Option<LooseOwned>,
-        #[serde(alias = "Value")]
-        value: Option<LooseOwned>,
+    struct Pair<'a> {
+        #[serde(alias = "Name", borrow)]
+        name: Option<Loose<'a>>,
+        #[serde(alias = "Value", borrow)]
+        value: Option<Loose<'a>>,
     }
-    owned_embedded_parse!(Pair);
+    borrowed_embedded_parse!(Pair);
 
-    fn names(list: &List<Pair>) -> Vec<(Option<String>, Option<String>)> {
+    fn names(list: &List<Pair<'_>>) -> Vec<(Option<String>, Option<String>)> {
         list.values()
             .map(|p| {
                 (

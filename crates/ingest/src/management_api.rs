@@ -8,7 +8,7 @@
 
 use crate::decoder::{RawRecord, RecordError, RecordOutcome, RejectClass};
 use crate::field_values::{parse_client_address, parse_ip, ParsedAddress};
-use crate::json_record::{owned, string, sub, text, FolderEntry, ItemEntry, JsonRecord};
+use crate::json_record::{string, text, FolderEntry, ItemEntry, JsonRecord};
 use crate::loose_json::{Element, List, Loose, Nested};
 use crate::record_helpers::{event_time, key_id_changes, normalize_operation};
 use mailsentry_events::{
@@ -209,8 +209,8 @@ fn protocol_from_client_info(info: &str) -> Option<MailProtocol> {
 
 fn item_ref(item: &ItemEntry) -> MailItemRef {
     MailItemRef {
-        internet_message_id: owned(&item.internet_message_id).or_else(|| owned(&item.id)),
-        size_bytes: item.size_in_bytes.as_ref().and_then(|s| s.0.as_count()),
+        internet_message_id: string(&item.internet_message_id).or_else(|| string(&item.id)),
+        size_bytes: item.size_in_bytes.as_ref().and_then(|s| s.as_count()),
     }
 }
 
@@ -225,8 +225,8 @@ fn folder_access(folder: &FolderEntry, unreadable: &mut Vec<String>) -> FolderAc
         None => Vec::new(),
     };
     FolderAccess {
-        id: owned(&folder.id),
-        path: owned(&folder.path),
+        id: string(&folder.id),
+        path: string(&folder.path),
         items,
     }
 }
@@ -243,7 +243,7 @@ fn mailbox_access(
     operation: String,
 ) -> MailboxAccess {
     let mut unreadable = Vec::new();
-    let context = sub(&rec.app_access_context);
+    let context = rec.app_access_context.as_ref().and_then(Nested::value);
     if matches!(rec.app_access_context, Some(Nested::Unreadable)) {
         unreadable.push("AppAccessContext".to_owned());
     }
@@ -288,8 +288,8 @@ fn mailbox_access(
     if let Some(Nested::Value(item)) = &rec.item {
         let parent = item.parent_folder.as_ref().and_then(Nested::value);
         folders.push(FolderAccess {
-            id: parent.and_then(|p| owned(&p.id)),
-            path: parent.and_then(|p| owned(&p.path)),
+            id: parent.and_then(|p| string(&p.id)),
+            path: parent.and_then(|p| string(&p.path)),
             items: vec![item_ref(item)],
         });
     }
@@ -414,7 +414,7 @@ fn parameters(rec: &JsonRecord<'_>) -> Vec<Parameter> {
         .flat_map(|l| l.values())
         .filter_map(|p| {
             Some(Parameter {
-                name: owned(&p.name)?,
+                name: string(&p.name)?,
                 value: p.current_value().unwrap_or_default(),
             })
         })
@@ -426,7 +426,7 @@ fn target_text(rec: &JsonRecord<'_>) -> Option<String> {
         rec.target
             .as_ref()?
             .values()
-            .find_map(|t| owned(&t.display_name).or_else(|| owned(&t.id)))
+            .find_map(|t| string(&t.display_name).or_else(|| string(&t.id)))
     })
 }
 
@@ -484,8 +484,8 @@ fn credential_change(rec: &JsonRecord<'_>, operation: String) -> CredentialChang
     if let Some(list) = &rec.modified_properties {
         for p in list.values() {
             if p.is("KeyDescription") {
-                let old = owned(&p.old_value);
-                let new = owned(&p.new_value);
+                let old = string(&p.old_value);
+                let new = string(&p.new_value);
                 let (a, r) = key_id_changes(old.as_deref(), new.as_deref());
                 added.extend(a);
                 removed.extend(r);
@@ -510,7 +510,7 @@ fn credential_change(rec: &JsonRecord<'_>, operation: String) -> CredentialChang
     let mut target = ConnectorIdentity::default();
     if let Some(list) = &rec.target {
         for t in list.values() {
-            let Some(id) = owned(&t.id) else { continue };
+            let Some(id) = string(&t.id) else { continue };
             let looks_like_guid = id.len() == 36 && id.matches('-').count() == 4;
             if looks_like_guid && target.service_principal_id.is_none() {
                 target.service_principal_id = Some(id);
