@@ -3,6 +3,7 @@
 
 use crate::decoder::{Decoder, InputFormat, RawRecord, RecordError, RecordOutcome, RejectClass};
 use crate::entra_logs::{classify, decode_entra_record};
+use crate::json_framing::{nests_deeper_than, MAX_DEPTH};
 use crate::json_record::{sub, text, JsonRecord};
 use crate::loose_json::KeyOrder;
 use crate::management_api::{decode_ual_record, OuterRow};
@@ -91,6 +92,14 @@ impl Decoder for JsonDecoder {
                 }
             }
             self.refused += 1;
+        }
+        // The strict reader bounds nesting itself; the general parsers recurse, so a record
+        // the NDJSON fast path framed without scanning is checked first, as the scanner would.
+        if nests_deeper_than(raw.bytes, MAX_DEPTH) {
+            return Err(RecordError::new(
+                RejectClass::TooDeep,
+                format!("nested deeper than {MAX_DEPTH} levels"),
+            ));
         }
         self.scratch.clear();
         self.scratch.extend_from_slice(raw.bytes);

@@ -16,6 +16,37 @@ use std::io::{self, BufRead};
 /// Deepest nesting accepted inside one record.
 pub const MAX_DEPTH: u32 = 128;
 
+/// True when `record` nests brackets deeper than `max` outside strings (the check the scanner
+/// makes as it frames, for records taken whole by the NDJSON fast path).
+pub fn nests_deeper_than(record: &[u8], max: u32) -> bool {
+    let mut depth = 0u32;
+    let mut in_string = false;
+    let mut escape = false;
+    for &c in record {
+        if in_string {
+            match (escape, c) {
+                (true, _) => escape = false,
+                (false, b'\\') => escape = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// What the framer found next.
 #[derive(Debug)]
 pub enum Framed {
@@ -254,9 +285,10 @@ impl ScanState {
     /// NDJSON fast path: at the start of a line in a stream known to hold one record per line,
     /// a complete line that opens with `{` and closes with `}` is taken whole, found with
     /// `memchr` instead of scanning every byte. Anything else (a line split across reads,
-    /// an array, a line that does not close, an oversize line, a line with more opening brackets
-    /// than [`MAX_DEPTH`]) is left to the full scanner, and the record decoder still checks the
-    /// JSON itself (a line that ends inside a string, say, is a truncated record).
+    /// an array, a line that does not close, an oversize line) is left to the full scanner, and
+    /// the record decoder checks the JSON itself: a line that ends inside a string is a
+    /// truncated record, and one nested deeper than [`MAX_DEPTH`] is rejected as too deep
+    /// before any parser that recurses reads it ([`nests_deeper_than`]).
     fn take_whole_line(&mut self, chunk: &[u8], i: usize) -> Option<(usize, Framed)> {
         let rest = &chunk[i..];
         let nl = memchr::memchr(b'\n', rest)?;
@@ -269,12 +301,6 @@ impl ScanState {
             .rposition(|c| !c.is_ascii_whitespace())
             .map_or(0, |p| p + 1);
         if rest.first() != Some(&b'{') || end == 0 || line[end - 1] != b'}' {
-            return None;
-        }
-        // Nesting can only pass the limit when the line has that many opening brackets; such
-        // a line goes through the scanner, which rejects it as too deep.
-        let openers = memchr::memchr2_iter(b'{', b'[', line).count();
-        if openers > MAX_DEPTH as usize {
             return None;
         }
         self.record.clear();

@@ -117,6 +117,15 @@ fn one_broken_line_never_stops_its_neighbours() {
             v.push(b'}');
             v
         }, RejectClass::TooDeep),
+        // Balanced, so the NDJSON fast path frames it whole: the decoder bounds it before any
+        // parser recurses into it.
+        ("very deep", {
+            let mut v = br#"{"CreationTime":"2024-03-10T02:00:00","a":"#.to_vec();
+            v.extend(std::iter::repeat_n(b'[', 100_000));
+            v.extend(std::iter::repeat_n(b']', 100_000));
+            v.push(b'}');
+            v
+        }, RejectClass::TooDeep),
     ];
     for (name, broken, class) in cases {
         let mut input = Vec::new();
