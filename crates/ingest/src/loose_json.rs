@@ -611,7 +611,7 @@ impl<F: Copy> CaseFoldIndex<F> {
 /// case folded), without a call to `memcmp`: eight bytes at a time, the last word overlapping
 /// the one before.
 #[inline]
-fn words_equal(a: &[u8], b: &[u8], fold: u64) -> bool {
+pub(crate) fn words_equal(a: &[u8], b: &[u8], fold: u64) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
@@ -640,10 +640,21 @@ fn words_equal(a: &[u8], b: &[u8], fold: u64) -> bool {
 /// remembers it for the next record. Only the first [`KeyOrder::MAX_KEYS`] keys are remembered.
 #[derive(Debug, Default)]
 pub struct KeyOrder {
-    slots: Vec<(Box<[u8]>, Option<u16>)>,
+    slots: Vec<KeySlot>,
     pos: usize,
     hits: u64,
     misses: u64,
+}
+
+/// A remembered key.
+#[derive(Debug)]
+struct KeySlot {
+    /// The key's bytes followed by the closing `"`.
+    quoted: Box<[u8]>,
+    field: Option<u16>,
+    /// No byte of the key would be escaped in JSON (`"`, `\`, control characters), so the key
+    /// is written in the input exactly as `quoted`.
+    plain: bool,
 }
 
 impl KeyOrder {
@@ -664,19 +675,43 @@ impl KeyOrder {
     ) -> Option<u16> {
         let pos = self.pos;
         self.pos += 1;
-        if let Some((known, field)) = self.slots.get(pos) {
-            if words_equal(known, key, 0) {
+        if let Some(slot) = self.slots.get(pos) {
+            if words_equal(&slot.quoted[..slot.quoted.len() - 1], key, 0) {
                 self.hits += 1;
-                return *field;
+                return slot.field;
             }
         }
         self.misses += 1;
         let field = lookup(key);
+        let slot = KeySlot {
+            quoted: [key, b"\""].concat().into_boxed_slice(),
+            field,
+            plain: !key.iter().any(|&b| matches!(b, b'"' | b'\\' | 0..=0x1f)),
+        };
         if pos < self.slots.len() {
-            self.slots[pos] = (key.into(), field);
+            self.slots[pos] = slot;
         } else if pos == self.slots.len() && pos < Self::MAX_KEYS {
-            self.slots.push((key.into(), field));
+            self.slots.push(slot);
         }
+        field
+    }
+
+    /// The next key as the input would write it if it is the remembered one: its bytes and
+    /// closing quote. `None` when nothing is remembered or the key needs escaping.
+    #[inline]
+    pub(crate) fn expected_raw(&self) -> Option<&[u8]> {
+        self.slots
+            .get(self.pos)
+            .filter(|slot| slot.plain)
+            .map(|slot| &*slot.quoted)
+    }
+
+    /// The field of the next key, found in the input as [`KeyOrder::expected_raw`].
+    #[inline]
+    pub(crate) fn take_expected(&mut self) -> Option<u16> {
+        let field = self.slots.get(self.pos).and_then(|slot| slot.field);
+        self.pos += 1;
+        self.hits += 1;
         field
     }
 
@@ -815,10 +850,7 @@ macro_rules! case_insensitive_record {
                 }
                 de.begin_object()?;
                 let mut first = true;
-                while let Some(field) = de.next_key(&mut first, |key| match order.as_deref_mut() {
-                    Some(order) => order.field(key, |k| index.get(k)),
-                    None => index.get(key),
-                })? {
+                while let Some(field) = de.next_key(&mut first, order.as_deref_mut(), index)? {
                     match field.map(|i| FIELDS[usize::from(i)]) {
                         $( Some(Field::$field) => {
                             if let Some(value) = de.field_value::<$ty>()? {

@@ -16,7 +16,9 @@
 //!
 //! A refusal carries no detail: it only says "use the general path".
 
-use crate::loose_json::{Element, EmbeddedParse, List, Loose, Nested};
+use crate::loose_json::{
+    words_equal, CaseFoldIndex, Element, EmbeddedParse, KeyOrder, List, Loose, Nested,
+};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -382,13 +384,15 @@ impl<'de> StrictJson<'de, '_> {
         self.enter()
     }
 
-    /// The next key of the object opened by [`StrictJson::begin_object`], as the field
-    /// `lookup` names (`Some(None)` for keys not looked for), with its `:` read; `None` once
-    /// the object is closed. `first` is true before the first key.
+    /// The next key of the object opened by [`StrictJson::begin_object`], as the field `index`
+    /// names (`Some(None)` for keys not looked for), with its `:` read; `None` once the object
+    /// is closed. `first` is true before the first key. With the `order` of the records before,
+    /// the expected key is compared in place, without scanning for the end of the string.
     pub fn next_key(
         &mut self,
         first: &mut bool,
-        lookup: impl FnOnce(&[u8]) -> Option<u16>,
+        order: Option<&mut KeyOrder>,
+        index: &CaseFoldIndex<u16>,
     ) -> Result<Option<Option<u16>>> {
         if !self.another_entry(first, b'}')? {
             self.leave();
@@ -397,9 +401,28 @@ impl<'de> StrictJson<'de, '_> {
         if self.peek_token()? != b'"' {
             return Err(Refused);
         }
-        let field = match self.string()? {
-            Text::Borrowed(key) => lookup(key.as_bytes()),
-            Text::Copied(key) => lookup(key.as_bytes()),
+        let field = match order {
+            Some(order) => {
+                let start = self.pos + 1;
+                let expected = order.expected_raw().is_some_and(|raw| {
+                    self.bytes()
+                        .get(start..start + raw.len())
+                        .is_some_and(|input| words_equal(input, raw, 0))
+                });
+                if expected {
+                    self.pos = start + order.expected_raw().map_or(0, <[u8]>::len);
+                    order.take_expected()
+                } else {
+                    match self.string()? {
+                        Text::Borrowed(key) => order.field(key.as_bytes(), |k| index.get(k)),
+                        Text::Copied(key) => order.field(key.as_bytes(), |k| index.get(k)),
+                    }
+                }
+            }
+            None => match self.string()? {
+                Text::Borrowed(key) => index.get(key.as_bytes()),
+                Text::Copied(key) => index.get(key.as_bytes()),
+            },
         };
         self.expect(b':')?;
         Ok(Some(field))
