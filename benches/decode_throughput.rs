@@ -85,13 +85,13 @@ fn bench(c: &mut Criterion) {
     });
 
     group.bench_function("breakdown_record_parse_strict", |b| {
-        let mut unescaped = Vec::new();
+        let mut buffers = mailsentry_ingest::strict_json::StrictBuffers::default();
         let mut order = mailsentry_ingest::loose_json::KeyOrder::default();
         b.iter(|| {
             let mut n = 0u64;
             for line in input.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
                 let text = std::str::from_utf8(line).unwrap();
-                let rec = mailsentry_ingest::strict_json::read_strict(text, &mut unescaped, |de| {
+                let rec = mailsentry_ingest::strict_json::read_strict(text, &mut buffers, |de| {
                     mailsentry_ingest::json_record::JsonRecord::from_strict(de, Some(&mut order))
                 })
                 .unwrap();

@@ -7,7 +7,7 @@ use crate::json_framing::{nests_deeper_than, MAX_DEPTH};
 use crate::json_record::{sub, text, JsonRecord};
 use crate::loose_json::KeyOrder;
 use crate::management_api::{decode_ual_record, OuterRow};
-use crate::strict_json::read_strict;
+use crate::strict_json::{read_strict, StrictBuffers};
 use mailsentry_events::{Event, SourceFormat};
 
 /// Decodes every JSON record shape.
@@ -22,7 +22,7 @@ use mailsentry_events::{Event, SourceFormat};
 #[derive(Default)]
 pub struct JsonDecoder {
     scratch: Vec<u8>,
-    unescaped: Vec<u8>,
+    strict: StrictBuffers,
     buffers: simd_json::Buffers,
     key_order: KeyOrder,
     general_only: bool,
@@ -85,7 +85,7 @@ impl Decoder for JsonDecoder {
         if !self.general_only {
             if let Ok(text) = std::str::from_utf8(raw.bytes) {
                 let key_order = &mut self.key_order;
-                if let Some(rec) = read_strict(text, &mut self.unescaped, |de| {
+                if let Some(rec) = read_strict(text, &mut self.strict, |de| {
                     JsonRecord::from_strict(de, Some(key_order))
                 }) {
                     return decode_json_value(&rec, &raw, out, 0);

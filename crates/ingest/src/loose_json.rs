@@ -838,19 +838,33 @@ macro_rules! case_insensitive_record {
             fn fill_strict(
                 de: &mut $crate::strict_json::StrictJson<'a, '_>,
                 record: &mut Self,
-                mut order: Option<&mut $crate::loose_json::KeyOrder>,
+                order: Option<&mut $crate::loose_json::KeyOrder>,
+            ) -> Result<(), $crate::strict_json::Refused> {
+                if let Some(order) = order {
+                    return Self::fill_strict_in_order(de, record, order);
+                }
+                // A nested record: the key order of the records of this type read before.
+                let id = std::any::TypeId::of::<$name<'static>>();
+                let mut order = de.take_nested_order(id);
+                let filled = Self::fill_strict_in_order(de, record, &mut order);
+                de.put_nested_order(id, order);
+                filled
+            }
+
+            fn fill_strict_in_order(
+                de: &mut $crate::strict_json::StrictJson<'a, '_>,
+                record: &mut Self,
+                order: &mut $crate::loose_json::KeyOrder,
             ) -> Result<(), $crate::strict_json::Refused> {
                 #[allow(non_camel_case_types)]
                 #[derive(Clone, Copy)]
                 enum Field { $($field),* }
                 const FIELDS: &[Field] = &[$(Field::$field),*];
                 let index = Self::key_index();
-                if let Some(order) = order.as_deref_mut() {
-                    order.start();
-                }
+                order.start();
                 de.begin_object()?;
                 let mut first = true;
-                while let Some(field) = de.next_key(&mut first, order.as_deref_mut(), index)? {
+                while let Some(field) = de.next_key(&mut first, order, index)? {
                     match field.map(|i| FIELDS[usize::from(i)]) {
                         $( Some(Field::$field) => {
                             if let Some(value) = de.field_value::<$ty>()? {

@@ -89,27 +89,29 @@ pub fn decode_ual_record(
         .or_else(|| outer_row.and_then(|r| text(&r.action_type)))
         .ok_or_else(|| RecordError::new(RejectClass::MissingField, "no Operation"))?;
     let operation = operation_raw.trim().to_owned();
-    let op = normalize_operation(&operation);
     let record_type = rec.record_type.as_ref().and_then(record_type_code);
     let record_id = string(&rec.id)
         .or_else(|| string(&rec.office_id))
         .or_else(|| outer_row.and_then(|r| string(&r.report_id)));
     let tenant_id = string(&rec.organization_id)
         .or_else(|| string(&rec.tenant_id).filter(|t| !t.starts_with('$')));
-    let workload = text(&rec.workload).map(|w| w.to_ascii_lowercase());
 
-    let kind = if EXCHANGE_ITEM_OPERATIONS.contains(&op.as_str())
-        || matches!(record_type, Some(2 | 3 | 50))
+    let kind = if matches!(record_type, Some(2 | 3 | 50)) || is_exchange_item_operation(&operation)
     {
         EventKind::MailboxAccess(mailbox_access(rec, outer_row, operation))
-    } else if is_credential_operation(&op) {
-        EventKind::CredentialChange(credential_change(rec, operation))
-    } else if let Some(category) = admin_category(&op, record_type, workload.as_deref()) {
-        EventKind::AdminChange(admin_change(rec, outer_row, category, operation))
-    } else if matches!(record_type, Some(15)) || op == "userloggedin" || op == "userloginfailed" {
-        EventKind::SignIn(user_sign_in(rec, &op))
     } else {
-        return Ok(RecordOutcome::Skipped("ual_operation_not_used"));
+        let op = normalize_operation(&operation);
+        let workload = text(&rec.workload).map(|w| w.to_ascii_lowercase());
+        if is_credential_operation(&op) {
+            EventKind::CredentialChange(credential_change(rec, operation))
+        } else if let Some(category) = admin_category(&op, record_type, workload.as_deref()) {
+            EventKind::AdminChange(admin_change(rec, outer_row, category, operation))
+        } else if matches!(record_type, Some(15)) || op == "userloggedin" || op == "userloginfailed"
+        {
+            EventKind::SignIn(user_sign_in(rec, &op))
+        } else {
+            return Ok(RecordOutcome::Skipped("ual_operation_not_used"));
+        }
     };
 
     let id = raw.event_id(record_id.as_deref());
@@ -121,6 +123,20 @@ pub fn decode_ual_record(
         kind,
     });
     Ok(RecordOutcome::Decoded)
+}
+
+/// Whether `operation` (as written) is one of [`EXCHANGE_ITEM_OPERATIONS`] once normalised; the
+/// usual one-word names are compared without building the normalised name.
+fn is_exchange_item_operation(operation: &str) -> bool {
+    if operation
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return EXCHANGE_ITEM_OPERATIONS
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(operation));
+    }
+    EXCHANGE_ITEM_OPERATIONS.contains(&normalize_operation(operation).as_str())
 }
 
 fn is_credential_operation(op: &str) -> bool {
@@ -180,24 +196,31 @@ fn admin_category(
 }
 
 fn protocol_from_client_info(info: &str) -> Option<MailProtocol> {
-    let lower = info.to_ascii_lowercase();
-    let client = lower
+    // Compared without regard to ASCII case, as the client strings vary in it.
+    let client = info
         .split(';')
-        .find_map(|part| part.trim().strip_prefix("client="))
-        .unwrap_or(lower.as_str());
-    let protocol = if client.starts_with("webservices") {
+        .find_map(|part| strip_prefix_ignore_case(part.trim(), "client="))
+        .unwrap_or(info);
+    let starts = |prefix: &str| strip_prefix_ignore_case(client, prefix).is_some();
+    let contains = |needle: &str| {
+        client
+            .as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    };
+    let protocol = if starts("webservices") {
         MailProtocol::Ews
-    } else if client.starts_with("rest") {
+    } else if starts("rest") {
         MailProtocol::Rest
-    } else if client.starts_with("owa") {
+    } else if starts("owa") {
         MailProtocol::Owa
-    } else if client.starts_with("msexchangerpc") || client.contains("mapi") {
+    } else if starts("msexchangerpc") || contains("mapi") {
         MailProtocol::Mapi
-    } else if client.contains("activesync") || client.starts_with("airsync") {
+    } else if contains("activesync") || starts("airsync") {
         MailProtocol::ActiveSync
-    } else if client.starts_with("imap") {
+    } else if starts("imap") {
         MailProtocol::Imap
-    } else if client.starts_with("pop") {
+    } else if starts("pop") {
         MailProtocol::Pop
     } else if client.is_empty() {
         return None;
@@ -205,6 +228,16 @@ fn protocol_from_client_info(info: &str) -> Option<MailProtocol> {
         MailProtocol::Other
     };
     Some(protocol)
+}
+
+/// `text` without `prefix`, compared without regard to ASCII case.
+fn strip_prefix_ignore_case<'t>(text: &'t str, prefix: &str) -> Option<&'t str> {
+    let head = text.as_bytes().get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix.as_bytes()) {
+        text.get(prefix.len()..)
+    } else {
+        None
+    }
 }
 
 fn item_ref(item: &ItemEntry) -> MailItemRef {

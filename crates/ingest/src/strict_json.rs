@@ -21,6 +21,7 @@ use crate::loose_json::{
 };
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use std::any::TypeId;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -49,7 +50,35 @@ pub struct StrictJson<'de, 's> {
     text: &'de str,
     pos: usize,
     depth: u32,
-    scratch: &'s mut Vec<u8>,
+    buffers: &'s mut StrictBuffers,
+}
+
+/// What a strict reader keeps from one record to the next: the buffer strings are unescaped
+/// into, and the key order of each nested record type (see [`KeyOrder`]), so the keys of
+/// folders, items and name/value pairs are predicted like a record's own.
+#[derive(Debug, Default)]
+pub struct StrictBuffers {
+    unescaped: Vec<u8>,
+    nested_orders: Vec<(TypeId, KeyOrder)>,
+}
+
+impl StrictBuffers {
+    /// Takes the key order of record type `id` (an empty one the first time).
+    fn take_order(&mut self, id: TypeId) -> KeyOrder {
+        self.nested_orders
+            .iter_mut()
+            .find(|(t, _)| *t == id)
+            .map(|(_, order)| std::mem::take(order))
+            .unwrap_or_default()
+    }
+
+    /// Puts back the key order of record type `id`.
+    fn put_order(&mut self, id: TypeId, order: KeyOrder) {
+        match self.nested_orders.iter_mut().find(|(t, _)| *t == id) {
+            Some((_, slot)) => *slot = order,
+            None => self.nested_orders.push((id, order)),
+        }
+    }
 }
 
 /// A string as read: borrowed from the record, or unescaped into the scratch buffer.
@@ -113,13 +142,13 @@ impl<'de, 's> StrictJson<'de, 's> {
     /// Deepest nesting read (serde_json's limit is 128; deeper records take the general path).
     pub const MAX_DEPTH: u32 = 100;
 
-    /// A reader over `text`, unescaping into `scratch` (cleared as needed, kept for reuse).
-    pub fn new(text: &'de str, scratch: &'s mut Vec<u8>) -> Self {
+    /// A reader over `text`, with the `buffers` kept from the records before.
+    pub fn new(text: &'de str, buffers: &'s mut StrictBuffers) -> Self {
         StrictJson {
             text,
             pos: 0,
             depth: 0,
-            scratch,
+            buffers,
         }
     }
 
@@ -199,10 +228,10 @@ impl<'de, 's> StrictJson<'de, 's> {
             Some(b'\\') => {}
             _ => return Err(Refused),
         }
-        self.scratch.clear();
+        self.buffers.unescaped.clear();
         let mut run = start;
         loop {
-            self.scratch.extend_from_slice(&bytes[run..at]);
+            self.buffers.unescaped.extend_from_slice(&bytes[run..at]);
             match bytes.get(at) {
                 Some(b'"') => {
                     self.pos = at + 1;
@@ -217,7 +246,7 @@ impl<'de, 's> StrictJson<'de, 's> {
             }
         }
         // Whole characters of valid UTF-8 were copied and escapes encode valid characters.
-        let copied = std::str::from_utf8(self.scratch).map_err(|_| Refused)?;
+        let copied = std::str::from_utf8(&self.buffers.unescaped).map_err(|_| Refused)?;
         Ok(Text::Copied(copied))
     }
 
@@ -254,13 +283,14 @@ impl<'de, 's> StrictJson<'de, 's> {
                 };
                 let c = char::from_u32(code).ok_or(Refused)?;
                 let mut buf = [0u8; 4];
-                self.scratch
+                self.buffers
+                    .unescaped
                     .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
                 return Ok(next);
             }
             _ => return Err(Refused),
         };
-        self.scratch.push(byte);
+        self.buffers.unescaped.push(byte);
         Ok(at + 1)
     }
 
@@ -386,12 +416,13 @@ impl<'de> StrictJson<'de, '_> {
 
     /// The next key of the object opened by [`StrictJson::begin_object`], as the field `index`
     /// names (`Some(None)` for keys not looked for), with its `:` read; `None` once the object
-    /// is closed. `first` is true before the first key. With the `order` of the records before,
-    /// the expected key is compared in place, without scanning for the end of the string.
+    /// is closed. `first` is true before the first key. The key the records before had at this
+    /// place (`order`) is compared in the input itself, without scanning for the end of the
+    /// string first.
     pub fn next_key(
         &mut self,
         first: &mut bool,
-        order: Option<&mut KeyOrder>,
+        order: &mut KeyOrder,
         index: &CaseFoldIndex<u16>,
     ) -> Result<Option<Option<u16>>> {
         if !self.another_entry(first, b'}')? {
@@ -401,31 +432,34 @@ impl<'de> StrictJson<'de, '_> {
         if self.peek_token()? != b'"' {
             return Err(Refused);
         }
-        let field = match order {
-            Some(order) => {
-                let start = self.pos + 1;
-                let expected = order.expected_raw().is_some_and(|raw| {
-                    self.bytes()
-                        .get(start..start + raw.len())
-                        .is_some_and(|input| words_equal(input, raw, 0))
-                });
-                if expected {
-                    self.pos = start + order.expected_raw().map_or(0, <[u8]>::len);
-                    order.take_expected()
-                } else {
-                    match self.string()? {
-                        Text::Borrowed(key) => order.field(key.as_bytes(), |k| index.get(k)),
-                        Text::Copied(key) => order.field(key.as_bytes(), |k| index.get(k)),
-                    }
-                }
+        let start = self.pos + 1;
+        let expected = order.expected_raw().and_then(|raw| {
+            let input = self.bytes().get(start..start + raw.len())?;
+            words_equal(input, raw, 0).then_some(raw.len())
+        });
+        let field = match expected {
+            Some(len) => {
+                self.pos = start + len;
+                order.take_expected()
             }
             None => match self.string()? {
-                Text::Borrowed(key) => index.get(key.as_bytes()),
-                Text::Copied(key) => index.get(key.as_bytes()),
+                Text::Borrowed(key) => order.field(key.as_bytes(), |k| index.get(k)),
+                Text::Copied(key) => order.field(key.as_bytes(), |k| index.get(k)),
             },
         };
         self.expect(b':')?;
         Ok(Some(field))
+    }
+
+    /// The key order kept for nested records of type `id`, taken out until
+    /// [`StrictJson::put_nested_order`] returns it.
+    pub fn take_nested_order(&mut self, id: TypeId) -> KeyOrder {
+        self.buffers.take_order(id)
+    }
+
+    /// Returns the key order taken by [`StrictJson::take_nested_order`].
+    pub fn put_nested_order(&mut self, id: TypeId, order: KeyOrder) {
+        self.buffers.put_order(id, order);
     }
 
     /// Whether another element follows in the array opened before (its separator read);
@@ -705,10 +739,10 @@ impl<'de> Deserializer<'de> for Key<'_, 'de, '_> {
 /// then uses the general parsers).
 pub fn read_strict<'de, T>(
     text: &'de str,
-    scratch: &mut Vec<u8>,
+    buffers: &mut StrictBuffers,
     read: impl FnOnce(&mut StrictJson<'de, '_>) -> Result<T>,
 ) -> Option<T> {
-    let mut de = StrictJson::new(text, scratch);
+    let mut de = StrictJson::new(text, buffers);
     let value = read(&mut de).ok()?;
     de.end().ok()?;
     Some(value)

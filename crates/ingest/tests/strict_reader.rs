@@ -4,7 +4,7 @@
 
 use mailsentry_ingest::json_framing::{Framed, JsonFramer};
 use mailsentry_ingest::json_record::JsonRecord;
-use mailsentry_ingest::strict_json::read_strict;
+use mailsentry_ingest::strict_json::{read_strict, StrictBuffers};
 use mailsentry_ingest::{decode_record, JsonDecoder};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -93,7 +93,7 @@ fn the_strict_reader_refuses_what_it_does_not_read_exactly() {
         r#"{"a":-}"#,
     ];
     for text in refused {
-        let mut scratch = Vec::new();
+        let mut scratch = StrictBuffers::default();
         let mut order = Default::default();
         let read = read_strict(text, &mut scratch, |de| {
             JsonRecord::from_strict(de, Some(&mut order))
@@ -103,7 +103,7 @@ fn the_strict_reader_refuses_what_it_does_not_read_exactly() {
     }
     // Deeper than the strict limit, shallower than serde_json's: the general path reads it.
     let deep = format!("{{\"a\":{}1{}}}", "[".repeat(110), "]".repeat(110));
-    let mut scratch = Vec::new();
+    let mut scratch = StrictBuffers::default();
     assert!(read_strict(&deep, &mut scratch, |de| JsonRecord::from_strict(de, None)).is_none());
     assert_alike(deep.as_bytes());
 }
@@ -119,7 +119,7 @@ fn escapes_integers_and_nesting_read_as_serde_json_reads_them() {
         "OperationProperties":"[{\"Name\":\"MailAccessType\",\"Value\":\"Sync\"}]",
         "AppAccessContext":{"UniqueTokenId":"tok","Extra":{"deep":[{"x":[null,false]}]}},
         "Item":{"Id":"i","ParentFolder":{"Path":"\\Sent"}}, "Unknown":{"k":[1,"2",{"3":4}]}}"#;
-    let mut scratch = Vec::new();
+    let mut scratch = StrictBuffers::default();
     let strict = read_strict(text, &mut scratch, |de| JsonRecord::from_strict(de, None))
         .expect("strict reads it");
     let general: JsonRecord = serde_json::from_str(text).expect("serde_json reads it");
