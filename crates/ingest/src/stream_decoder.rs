@@ -162,7 +162,10 @@ pub struct StreamDecoder {
     framing: Framing,
     decoder: Box<dyn Decoder + Send>,
     options: DecodeOptions,
+    /// Rejects not yet handed out.
     pending: VecDeque<Decoded>,
+    /// The events of the last record, last first (handed out with `pop`, no copy through a
+    /// queue). A record yields events or a reject, never both, so one of the two is empty.
     events: Vec<Event>,
     /// The record being decoded, swapped with the framer's buffer (no copy per record).
     scratch: Vec<u8>,
@@ -315,15 +318,16 @@ impl StreamDecoder {
             Ok(RecordOutcome::Decoded) => {
                 self.stats.records += 1;
                 self.stats.records_decoded += 1;
-                for event in self.events.drain(..) {
+                for event in &self.events {
                     self.stats.events += 1;
                     *self
                         .stats
                         .events_by_kind
                         .entry(event.kind.name())
                         .or_default() += 1;
-                    self.pending.push_back(Decoded::Event(event));
                 }
+                self.events.reverse();
+                return;
             }
             Ok(RecordOutcome::Meta) => {}
             Ok(RecordOutcome::Skipped(reason)) => {
@@ -334,6 +338,8 @@ impl StreamDecoder {
                 self.reject(line, offset, error);
             }
         }
+        // Only a decoded record hands out what its decoder produced.
+        self.events.clear();
     }
 
     fn io_failure(&mut self, e: io::Error, offset: u64) {
@@ -353,7 +359,7 @@ impl StreamDecoder {
 
     /// Frames and decodes until something is pending or the input is exhausted.
     fn fill(&mut self) {
-        while self.pending.is_empty() {
+        while self.pending.is_empty() && self.events.is_empty() {
             match &mut self.framing {
                 Framing::Done => return,
                 Framing::Json(framer) => match framer.next_item() {
@@ -447,7 +453,10 @@ impl Iterator for StreamDecoder {
 
     fn next(&mut self) -> Option<Decoded> {
         self.fill();
-        self.pending.pop_front()
+        match self.events.pop() {
+            Some(event) => Some(Decoded::Event(event)),
+            None => self.pending.pop_front(),
+        }
     }
 }
 
