@@ -8,6 +8,7 @@ use crate::connector_state::{
 };
 use crate::enrichment::{is_internal, prefix_of, Enrichment};
 use crate::incidents::Incidents;
+use crate::key_text::KeyText;
 use crate::scoring::{evaluate, hour_of_week, Evaluation, PoolRates, ScoringContext};
 use crate::sessions::{Activity, Session, SessionKey};
 use crate::DetectConfig;
@@ -205,19 +206,6 @@ fn key_parts_hash(tenant: &str, connector: &str, source: &str) -> u64 {
     h.update(&[0]);
     h.update(source.as_bytes());
     h.digest()
-}
-
-/// The text of a source address (`none` without one), written into `buf` without allocating.
-fn source_text(ip: Option<IpAddr>, buf: &mut [u8; 64]) -> &str {
-    use std::io::Write;
-    let Some(ip) = ip else {
-        return "none";
-    };
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    // An IPv6 address is at most 45 characters: the write cannot fail.
-    let _ = write!(cursor, "{ip}");
-    let len = cursor.position() as usize;
-    std::str::from_utf8(&buf[..len]).unwrap_or("none")
 }
 
 /// The value under `key`, a default one inserted first: the key is copied only when it is new
@@ -593,8 +581,8 @@ impl Detector {
         t: Secs,
         late: bool,
     ) -> u64 {
-        let mut buf = [0u8; 64];
-        let source = source_text(ip, &mut buf);
+        let source = KeyText::source(ip);
+        let source = source.as_str();
         let gap = self.config.session_gap_secs();
         let max = self.config.session_max_secs();
         let mut touching = std::mem::take(&mut self.touching);
@@ -1216,7 +1204,8 @@ impl Detector {
         if let Some(ip) = session.ip {
             novel.push((
                 "ip",
-                b.ips.observe(&ip.to_string(), t, hl, learning, MAX_VALUES),
+                b.ips
+                    .observe(KeyText::ip(ip).as_str(), t, hl, learning, MAX_VALUES),
             ));
         }
         novel.push((
@@ -1228,7 +1217,7 @@ impl Detector {
             novel.push((
                 "asn",
                 b.asns
-                    .observe(&format!("AS{a}"), t, hl, learning, MAX_VALUES),
+                    .observe(KeyText::asn(a).as_str(), t, hl, learning, MAX_VALUES),
             ));
         }
         if let Some(c) = &session.country {

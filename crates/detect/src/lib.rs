@@ -17,6 +17,7 @@ pub mod enrichment;
 pub mod evaluation;
 pub mod features;
 pub mod incidents;
+pub mod key_text;
 pub mod model;
 pub mod reference;
 pub mod scoring;

@@ -6,6 +6,7 @@
 use crate::baseline::Secs;
 use crate::baseline::ValueCounts;
 use crate::connector_state::ConnectorState;
+use crate::key_text::KeyText;
 use crate::sessions::{Activity, Session};
 use crate::DetectConfig;
 use mailsentry_events::{score_of_p, Reason};
@@ -209,51 +210,39 @@ pub fn evaluate(session: &Session, state: &ConnectorState, ctx: &ScoringContext)
 
     // Source: one signal at the coarsest level where the source is new (a new country or ASN
     // says more than a new address inside a known network), else the network's rarity.
-    let ip_text = session.ip.map(|i| i.to_string());
-    let asn_text = session.asn.map(|a| format!("AS{a}"));
-    let levels: [(
-        &'static str,
-        &'static str,
-        Option<&String>,
-        &ValueCounts,
-        f64,
-    ); 4] = [
+    let ip_text = session.ip.map(KeyText::ip);
+    let asn_text = session.asn.map(KeyText::asn);
+    let levels: [(&'static str, &'static str, Option<&str>, &ValueCounts, f64); 4] = [
         (
             "country",
             "source.country.first_seen",
-            session.country.as_ref(),
+            session.country.as_deref(),
             &b.countries,
             rates.country,
         ),
         (
             "ASN",
             "source.asn.first_seen",
-            asn_text.as_ref(),
+            asn_text.as_ref().map(KeyText::as_str),
             &b.asns,
             rates.asn,
         ),
         (
             "network",
             "source.network.first_seen",
-            Some(&session.network),
+            Some(session.network.as_str()),
             &b.networks,
             rates.network,
         ),
         (
             "address",
             "source.ip.first_seen",
-            ip_text.as_ref(),
+            ip_text.as_ref().map(KeyText::as_str),
             &b.ips,
             rates.ip,
         ),
     ];
-    let novel: Vec<&(
-        &'static str,
-        &'static str,
-        Option<&String>,
-        &ValueCounts,
-        f64,
-    )> = levels
+    let novel: Vec<&(&'static str, &'static str, Option<&str>, &ValueCounts, f64)> = levels
         .iter()
         .filter(|(_, _, v, counts, _)| {
             v.is_some_and(|v| !counts.is_empty() && counts.get(v).is_none())
@@ -263,7 +252,9 @@ pub fn evaluate(session: &Session, state: &ConnectorState, ctx: &ScoringContext)
     let place = say!(
         explain,
         "{}{}{}",
-        ip_text.clone().unwrap_or_else(|| session.network.clone()),
+        ip_text
+            .as_ref()
+            .map_or(session.network.as_str(), KeyText::as_str),
         session
             .asn
             .map(|a| format!(
@@ -306,7 +297,7 @@ pub fn evaluate(session: &Session, state: &ConnectorState, ctx: &ScoringContext)
         let what: Vec<String> = novel
             .iter()
             .filter(|_| explain)
-            .map(|(l, _, v, _, _)| format!("{l} {}", v.map(String::as_str).unwrap_or("")))
+            .map(|(l, _, v, _, _)| format!("{l} {}", v.unwrap_or("")))
             .collect();
         signals.push(Signal {
             id,
@@ -321,7 +312,7 @@ pub fn evaluate(session: &Session, state: &ConnectorState, ctx: &ScoringContext)
                 b.networks.len(),
                 b.ips.len()
             ),
-            observed: explained!(explain, value.cloned().unwrap_or_default()),
+            observed: explained!(explain, value.unwrap_or_default().to_owned()),
             baseline: say!(explain, "usual networks: {}", usual.join(", ")),
         });
     } else if !b.networks.is_empty() {
@@ -504,7 +495,7 @@ pub fn evaluate(session: &Session, state: &ConnectorState, ctx: &ScoringContext)
     {
         let new_asn = session
             .asn
-            .map(|a| b.asns.get(&format!("AS{a}")).is_none())
+            .map(|a| b.asns.get(KeyText::asn(a).as_str()).is_none())
             .unwrap_or(false);
         if new_asn {
             rules.push(RuleHit {
