@@ -315,7 +315,21 @@ impl LogHistogram {
     /// Upper tail of `x`: a log-normal fitted robustly (median, MAD with a floor of half an
     /// octave) beyond the largest bin seen, never smaller than the empirical tail within it.
     pub fn upper_tail(&self, x: f64, now: Secs, half_life: f64) -> Tail {
-        let total: f64 = self.bins.iter().sum();
+        // One pass for the total, the mass at and above `x`'s bin and the last bin in use (each
+        // sum added up in the order a sum of its own would take).
+        let b = bin_of(x);
+        let mut total = -0.0;
+        let mut above = -0.0;
+        let mut max_bin = 0;
+        for (i, &c) in self.bins.iter().enumerate() {
+            total += c;
+            if i >= b {
+                above += c;
+            }
+            if c > 1e-9 {
+                max_bin = i;
+            }
+        }
         let total_now = decay(total, self.at, now, half_life);
         if total <= 0.0 {
             return Tail {
@@ -327,12 +341,9 @@ impl LogHistogram {
         }
         let [q1, med, q3, q99] = self.quantile_bins(total, [0.25, 0.5, 0.75, 0.99]);
         let sigma = ((q3 - q1) / 1.349).max(1.0);
-        let b = bin_of(x);
         let z = (b as f64 + 0.5 - med) / sigma;
         let parametric = normal_upper_tail(z);
-        let above: f64 = self.bins[b..].iter().sum();
         let empirical = (above / total * total_now + 0.5) / (total_now + 1.0);
-        let max_bin = self.bins.iter().rposition(|&c| c > 1e-9).unwrap_or(0);
         let p = if b > max_bin {
             parametric.min(empirical)
         } else {

@@ -217,12 +217,25 @@ fn entry_for<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m
     map.get_mut(key).expect("inserted above")
 }
 
+/// The hash of `tenant|mailbox` with the mailbox lower-cased (on the stack when it fits).
 fn mailbox_hash(tenant: &str, mailbox: &str) -> u64 {
-    let mut buf = Vec::with_capacity(tenant.len() + mailbox.len() + 1);
-    buf.extend_from_slice(tenant.as_bytes());
-    buf.push(b'|');
-    buf.extend(mailbox.bytes().map(|c| c.to_ascii_lowercase()));
-    xxhash_rust::xxh3::xxh3_64(&buf)
+    let len = tenant.len() + mailbox.len() + 1;
+    let fill = |buf: &mut [u8]| {
+        let (t, rest) = buf.split_at_mut(tenant.len());
+        t.copy_from_slice(tenant.as_bytes());
+        rest[0] = b'|';
+        for (d, c) in rest[1..].iter_mut().zip(mailbox.bytes()) {
+            *d = c.to_ascii_lowercase();
+        }
+    };
+    let mut stack = [0u8; 256];
+    if len <= stack.len() {
+        fill(&mut stack[..len]);
+        return xxhash_rust::xxh3::xxh3_64(&stack[..len]);
+    }
+    let mut heap = vec![0u8; len];
+    fill(&mut heap);
+    xxhash_rust::xxh3::xxh3_64(&heap)
 }
 
 fn is_weak_tls(version: Option<TlsVersion>, cipher: Option<&str>) -> bool {
@@ -1272,5 +1285,21 @@ impl Detector {
             }
         }
         state.update_rotation(t, grace);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mailbox_hash;
+
+    #[test]
+    fn mailbox_hash_is_the_hash_of_tenant_bar_lower_cased_mailbox_at_any_length() {
+        for mailbox in ["Alice@Contoso.example".to_owned(), "B".repeat(300)] {
+            let text = format!("tenant-1|{}", mailbox.to_ascii_lowercase());
+            assert_eq!(
+                mailbox_hash("tenant-1", &mailbox),
+                xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+            );
+        }
     }
 }

@@ -43,12 +43,24 @@ impl KeyText {
         let mut text = KeyText::empty();
         match ip {
             IpAddr::V4(v4) => {
+                let mut at = 0;
                 for (i, octet) in v4.octets().into_iter().enumerate() {
                     if i > 0 {
-                        text.push(b".");
+                        text.buf[at] = b'.';
+                        at += 1;
                     }
-                    text.push_number(u64::from(octet));
+                    if octet >= 100 {
+                        text.buf[at] = b'0' + octet / 100;
+                        at += 1;
+                    }
+                    if octet >= 10 {
+                        text.buf[at] = b'0' + octet / 10 % 10;
+                        at += 1;
+                    }
+                    text.buf[at] = b'0' + octet % 10;
+                    at += 1;
                 }
+                text.len = at;
             }
             IpAddr::V6(_) => {
                 let mut cursor = std::io::Cursor::new(&mut text.buf[..]);

@@ -35,10 +35,10 @@ impl ConnectorIdentity {
     /// (`client_app_id` when `app_id` is a Microsoft resource such as Graph), else the app, else
     /// the service account.
     pub fn connector_key(&self) -> Option<&str> {
-        let resource_app = self
-            .app_id
-            .as_deref()
-            .is_some_and(|id| id == MICROSOFT_GRAPH_APP_ID || id == EXCHANGE_ONLINE_APP_ID);
+        // Both resource ids start `0000000`: most app ids differ at the first byte.
+        let resource_app = self.app_id.as_deref().is_some_and(|id| {
+            id.starts_with('0') && (id == MICROSOFT_GRAPH_APP_ID || id == EXCHANGE_ONLINE_APP_ID)
+        });
         if resource_app {
             if let Some(client) = self.client_app_id.as_deref() {
                 return Some(client);
