@@ -649,8 +649,8 @@ pub struct KeyOrder {
 /// A remembered key.
 #[derive(Debug)]
 struct KeySlot {
-    /// The key's bytes followed by the closing `"`.
-    quoted: Box<[u8]>,
+    /// The key's bytes followed by the closing `"` (its buffer reused when the key changes).
+    quoted: Vec<u8>,
     field: Option<u16>,
     /// No byte of the key would be escaped in JSON (`"`, `\`, control characters), so the key
     /// is written in the input exactly as `quoted`.
@@ -683,15 +683,19 @@ impl KeyOrder {
         }
         self.misses += 1;
         let field = lookup(key);
-        let slot = KeySlot {
-            quoted: [key, b"\""].concat().into_boxed_slice(),
-            field,
-            plain: !key.iter().any(|&b| matches!(b, b'"' | b'\\' | 0..=0x1f)),
-        };
-        if pos < self.slots.len() {
-            self.slots[pos] = slot;
+        let plain = !key.iter().any(|&b| matches!(b, b'"' | b'\\' | 0..=0x1f));
+        if let Some(slot) = self.slots.get_mut(pos) {
+            slot.quoted.clear();
+            slot.quoted.extend_from_slice(key);
+            slot.quoted.push(b'"');
+            slot.field = field;
+            slot.plain = plain;
         } else if pos == self.slots.len() && pos < Self::MAX_KEYS {
-            self.slots.push(slot);
+            self.slots.push(KeySlot {
+                quoted: [key, b"\""].concat(),
+                field,
+                plain,
+            });
         }
         field
     }
