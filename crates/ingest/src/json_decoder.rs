@@ -16,9 +16,10 @@ use mailsentry_events::{Event, SourceFormat};
 /// takes the common case fast and refuses anything unusual (floats, odd escapes, any error).
 /// A refused record is parsed with simd-json into a copy of the record (simd-json unescapes in
 /// place); when simd-json refuses it too, serde_json parses the original, so serde_json decides
-/// what is accepted and its error names the reject class. All three drive the same tolerant
-/// `Deserialize` impls. The decoder keeps the key order of the records before ([`KeyOrder`]),
-/// so a key is usually recognised by one comparison.
+/// what is accepted and its error names the reject class. All three fill the same tolerant
+/// record types (the strict reader field by field, the others through serde), and
+/// `crates/ingest/tests/strict_reader.rs` holds their results equal. The decoder keeps the key
+/// order of the records before ([`KeyOrder`]), so a key is usually recognised by one comparison.
 #[derive(Default)]
 pub struct JsonDecoder {
     scratch: Vec<u8>,
