@@ -747,16 +747,13 @@ impl Detector {
 
     /// Marks concurrency between a learned network's activity at `t` and open sessions of the
     /// same connector from networks it never used.
-    fn note_network_activity(&mut self, id: u64, t: Secs) {
-        let (ck, network) = match self.sessions.get(&id) {
-            Some(s) => (
-                (s.key.tenant.clone(), s.key.connector.clone()),
-                s.network.clone(),
-            ),
-            None => return,
+    /// Notes network activity of session `id` of connector `ck`.
+    fn note_network_activity(&mut self, id: u64, ck: &(String, String), t: Secs) {
+        let Some(network) = self.sessions.get(&id).map(|s| s.network.clone()) else {
+            return;
         };
         let learning_secs = self.config.learning_secs();
-        let Some(state) = self.connectors.get_mut(&ck) else {
+        let Some(state) = self.connectors.get_mut(ck) else {
             return;
         };
         state.note_network(&network, t);
@@ -766,7 +763,7 @@ impl Detector {
         if state.is_established(&network, t) {
             let candidates: Vec<u64> = self
                 .unlearned_open
-                .get(&ck)
+                .get(ck)
                 .map(|set| set.iter().copied().collect())
                 .unwrap_or_default();
             for other in candidates {
@@ -778,7 +775,7 @@ impl Detector {
                 if s.concurrent_with.is_some() || !overlapping || s.network == network {
                     continue;
                 }
-                if self.connectors[&ck].is_established(&s.network, s.first) {
+                if self.connectors[ck].is_established(&s.network, s.first) {
                     continue;
                 }
                 if let Some(s) = self.sessions.get_mut(&other) {
@@ -815,14 +812,22 @@ impl Detector {
         if token.is_some() {
             self.stats.tokens_joined += 1;
         }
-        let learning = {
-            let state = self.connectors.get(&ck).expect("connector exists");
-            t - state.baseline.first_seen < self.config.learning_secs()
+        let mailbox = m
+            .mailbox_upn
+            .as_deref()
+            .or(m.mailbox_guid.as_deref())
+            .map(|mb| (mb, mailbox_hash(tenant, mb)));
+        let items = m.operation_count.max(1);
+        // One look-up of the connector for everything this event reads or adds there.
+        let (learning, known_to_connector) = {
+            let state = self.connectors.get_mut(&ck).expect("connector exists");
+            let learning = t - state.baseline.first_seen < self.config.learning_secs();
+            let known = mailbox.is_some_and(|(_, h)| state.baseline.read.contains(&h));
+            state.add_hourly(t, items);
+            (learning, known)
         };
-        let mailbox = m.mailbox_upn.as_deref().or(m.mailbox_guid.as_deref());
         let mut new_target = false;
-        if let Some(mb) = mailbox {
-            let h = mailbox_hash(tenant, mb);
+        if let Some((mb, h)) = mailbox {
             let first_in_tenant = {
                 let map = entry_for(&mut self.tenant_mailbox_first, tenant);
                 if map.len() < MAX_TENANT_MAILBOXES {
@@ -835,7 +840,6 @@ impl Detector {
             if tenant_state.mailboxes.len() < MAX_TENANT_MAILBOXES {
                 tenant_state.mailboxes.insert(h);
             }
-            let known_to_connector = self.connectors[&ck].baseline.read.contains(&h);
             let s = self.sessions.get_mut(&key).expect("session");
             if s.add_mailbox(h, mb)
                 && !known_to_connector
@@ -848,12 +852,7 @@ impl Detector {
         }
         {
             let s = self.sessions.get_mut(&key).expect("session");
-            s.items += m.operation_count.max(1);
-            let items = m.operation_count.max(1);
-            if let Some(state) = self.connectors.get_mut(&ck) {
-                state.add_hourly(t, items);
-            }
-            let s = self.sessions.get_mut(&key).expect("session");
+            s.items += items;
             s.bytes += m.bytes;
             match m.access_type {
                 Some(MailAccessType::Bind) => s.binds += 1,
@@ -880,23 +879,27 @@ impl Detector {
             }
         }
         if let Some(k) = token.as_ref().and_then(|t| t.key_id.as_deref()) {
-            self.note_key_use(key, k, t);
+            self.note_key_use(key, &ck, k, t);
         }
-        self.note_network_activity(key, t);
+        self.note_network_activity(key, &ck, t);
         if self.sessions.get_mut(&key).is_some_and(|s| s.due()) {
             self.evaluate_session(key, t);
         }
         true
     }
 
-    fn note_key_use(&mut self, id: u64, key_id: &str, t: Secs) {
+    /// Notes the use of credential `key_id` by session `id` of connector `ck`.
+    fn note_key_use(&mut self, id: u64, ck: &(String, String), key_id: &str, t: Secs) {
         let Some(session) = self.sessions.get(&id) else {
             return;
         };
         let network = session.network.clone();
-        let ck = (session.key.tenant.clone(), session.key.connector.clone());
         let grace = self.config.rotation_grace_secs();
-        let state = self.connectors.entry(ck).or_default();
+        if !self.connectors.contains_key(ck) {
+            self.connectors
+                .insert(ck.clone(), ConnectorState::default());
+        }
+        let state = self.connectors.get_mut(ck).expect("inserted above");
         let learned = state.baseline.networks.get(&network).is_some();
         let k = state.keys.entry(key_id.to_owned()).or_insert(KeyState {
             first: t,
@@ -959,17 +962,16 @@ impl Detector {
             }
             sess.add_evidence(&event.id);
         }
+        let ck = (tenant, app);
         if let (Some(k), true) = (&s.credential_key_id, s.success) {
-            let k = k.clone();
-            self.note_key_use(key, &k, t);
+            self.note_key_use(key, &ck, k, t);
         }
         if let Some(name) = &s.actor.name {
-            let ck = (tenant, app);
             if let Some(state) = self.connectors.get_mut(&ck) {
                 state.name.get_or_insert_with(|| name.clone());
             }
         }
-        self.note_network_activity(key, t);
+        self.note_network_activity(key, &ck, t);
         if self.sessions.get_mut(&key).is_some_and(|s| s.due()) {
             self.evaluate_session(key, t);
         }
