@@ -150,6 +150,9 @@ pub struct Detector {
     /// Scratch for `session_for` (the sessions an event may join), kept to spare an allocation.
     #[serde(skip)]
     touching: Vec<u64>,
+    /// Scratch for the (tenant, connector) key of the event being processed.
+    #[serde(skip)]
+    connector_key: (String, String),
     next_session: u64,
     deadlines: BinaryHeap<Reverse<(Secs, u64)>>,
     #[serde(with = "crate::pair_keyed")]
@@ -262,6 +265,7 @@ impl Detector {
             sessions: FxHashMap::default(),
             by_key: FxHashMap::default(),
             touching: Vec::new(),
+            connector_key: Default::default(),
             next_session: 0,
             deadlines: BinaryHeap::new(),
             unlearned_open: BTreeMap::new(),
@@ -803,7 +807,12 @@ impl Detector {
         let tenant = event.tenant_id.as_deref().unwrap_or("unknown");
         let ip = m.client.as_ref().map(|c| c.ip);
         let key = self.session_for(tenant, connector, ip, Activity::MailboxAccess, t, late);
-        let ck = (tenant.to_owned(), connector.to_owned());
+        // The key in a buffer kept between events (two allocations per event spared).
+        let mut ck = std::mem::take(&mut self.connector_key);
+        ck.0.clear();
+        ck.0.push_str(tenant);
+        ck.1.clear();
+        ck.1.push_str(connector);
         let token = m
             .token_id
             .as_ref()
@@ -882,6 +891,7 @@ impl Detector {
             self.note_key_use(key, &ck, k, t);
         }
         self.note_network_activity(key, &ck, t);
+        self.connector_key = ck;
         if self.sessions.get_mut(&key).is_some_and(|s| s.due()) {
             self.evaluate_session(key, t);
         }
