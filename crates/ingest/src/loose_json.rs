@@ -1013,16 +1013,18 @@ mod tests {
         assert_eq!(q.client_ip.unwrap().string().as_deref(), Some("5.6.7.8"));
     }
 
+    /// Reads a `Probe` with `order`: its client address and operation count.
+    fn read(order: &mut KeyOrder, json: &str) -> (Option<String>, Option<u64>) {
+        let mut de = serde_json::Deserializer::from_str(json);
+        let p = Probe::deserialize_in_order(&mut de, order).unwrap();
+        (
+            p.client_ip.and_then(|v| v.string()),
+            p.operation_count.and_then(|v| v.as_count()),
+        )
+    }
+
     #[test]
     fn key_order_prediction_never_changes_what_is_read() {
-        let read = |order: &mut KeyOrder, json: &str| {
-            let mut de = serde_json::Deserializer::from_str(json);
-            let p = Probe::deserialize_in_order(&mut de, order).unwrap();
-            (
-                p.client_ip.and_then(|v| v.string()),
-                p.operation_count.and_then(|v| v.as_count()),
-            )
-        };
         let mut order = KeyOrder::default();
         for _ in 0..3 {
             let same = r#"{"ClientIP":"1.1.1.1","Other":1,"OperationCount":2}"#;
@@ -1048,14 +1050,6 @@ mod tests {
         // without a client address): after one record of each shape, none of either misses.
         let a = r#"{"Id":"a","ClientIP":"1.1.1.1","UserId":"u","OperationCount":2,"Z":1}"#;
         let b = r#"{"Id":"b","OperationCount":3,"Z":1}"#;
-        let read = |order: &mut KeyOrder, json: &str| {
-            let mut de = serde_json::Deserializer::from_str(json);
-            let p = Probe::deserialize_in_order(&mut de, order).unwrap();
-            (
-                p.client_ip.and_then(|v| v.string()),
-                p.operation_count.and_then(|v| v.as_count()),
-            )
-        };
         let mut order = KeyOrder::default();
         assert_eq!(read(&mut order, a), (Some("1.1.1.1".into()), Some(2)));
         assert_eq!(read(&mut order, b), (None, Some(3)));

@@ -10,7 +10,7 @@ use crate::decoder::{RawRecord, RecordError, RecordOutcome, RejectClass};
 use crate::field_values::{parse_client_address, parse_ip, ParsedAddress};
 use crate::json_record::{string, text, FolderEntry, ItemEntry, JsonRecord};
 use crate::loose_json::{Element, List, Loose, Nested};
-use crate::record_helpers::{event_time, key_id_changes, normalize_operation};
+use crate::record_helpers::{event_time, is_one_ascii_word, key_id_changes, normalize_operation};
 use mailsentry_events::{
     AdminChange, AdminChangeCategory, ConnectorIdentity, CredentialChange, Event, EventKind,
     FolderAccess, LogonType, MailAccessType, MailItemRef, MailProtocol, MailboxAccess, Parameter,
@@ -128,10 +128,7 @@ pub fn decode_ual_record(
 /// Whether `operation` (as written) is one of [`EXCHANGE_ITEM_OPERATIONS`] once normalised; the
 /// usual one-word names are compared without building the normalised name.
 fn is_exchange_item_operation(operation: &str) -> bool {
-    if operation
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
+    if is_one_ascii_word(operation) {
         return EXCHANGE_ITEM_OPERATIONS
             .iter()
             .any(|o| o.eq_ignore_ascii_case(operation));

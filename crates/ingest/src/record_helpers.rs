@@ -36,11 +36,16 @@ pub fn excerpt(text: &str, max: usize) -> String {
     out
 }
 
+/// True for an operation name that is one ASCII word (`MailItemsAccessed`, `Add-MailboxPermission`),
+/// as nearly every one is: [`normalize_operation`] only lower-cases it.
+pub fn is_one_ascii_word(op: &str) -> bool {
+    op.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
 /// Lower-cases an operation name and folds the spellings Microsoft uses for the same operation:
 /// a trailing period, en/em dashes, repeated or trailing spaces.
 pub fn normalize_operation(op: &str) -> String {
-    // Nearly every operation is one ASCII word (`MailItemsAccessed`): lower-case it directly.
-    if op.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+    if is_one_ascii_word(op) {
         return op.to_ascii_lowercase();
     }
     let mut out = String::with_capacity(op.len());

@@ -138,6 +138,43 @@ fn hex4(bytes: &[u8]) -> Result<u16> {
     Ok(n)
 }
 
+/// The character of the escape whose letter is at `at` (after a `\\`), and the index after
+/// it. A `\\u` escape must be a whole character: a surrogate pair or no surrogate at all.
+fn decode_escape(bytes: &[u8], at: usize) -> Result<(char, usize)> {
+    let c = match bytes.get(at).ok_or(Refused)? {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let unit = hex4(&bytes[at + 1..])?;
+            let (code, next) = match unit {
+                0xD800..=0xDBFF => {
+                    if bytes.get(at + 5..at + 7) != Some(b"\\u") {
+                        return Err(Refused);
+                    }
+                    let low = hex4(&bytes[at + 7..])?;
+                    if !(0xDC00..=0xDFFF).contains(&low) {
+                        return Err(Refused);
+                    }
+                    let code =
+                        0x1_0000 + ((u32::from(unit) - 0xD800) << 10) + (u32::from(low) - 0xDC00);
+                    (code, at + 11)
+                }
+                0xDC00..=0xDFFF => return Err(Refused),
+                _ => (u32::from(unit), at + 5),
+            };
+            return Ok((char::from_u32(code).ok_or(Refused)?, next));
+        }
+        _ => return Err(Refused),
+    };
+    Ok((c, at + 1))
+}
+
 impl<'de, 's> StrictJson<'de, 's> {
     /// Deepest nesting read (serde_json's limit is 128; deeper records take the general path).
     pub const MAX_DEPTH: u32 = 100;
@@ -206,6 +243,12 @@ impl<'de, 's> StrictJson<'de, 's> {
         }
     }
 
+    /// Reads the opening `bracket` of an object or array and goes one level deeper.
+    fn open(&mut self, bracket: u8) -> Result<()> {
+        self.expect(bracket)?;
+        self.enter()
+    }
+
     fn enter(&mut self) -> Result<()> {
         self.depth += 1;
         if self.depth > Self::MAX_DEPTH {
@@ -252,46 +295,12 @@ impl<'de, 's> StrictJson<'de, 's> {
 
     /// Appends the escape whose letter is at `at`; returns the index after it.
     fn escape(&mut self, at: usize) -> Result<usize> {
-        let bytes = self.bytes();
-        let byte = match bytes.get(at).ok_or(Refused)? {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
-            b'b' => 0x08,
-            b'f' => 0x0c,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'u' => {
-                let unit = hex4(&bytes[at + 1..])?;
-                let (code, next) = match unit {
-                    0xD800..=0xDBFF => {
-                        if bytes.get(at + 5..at + 7) != Some(b"\\u") {
-                            return Err(Refused);
-                        }
-                        let low = hex4(&bytes[at + 7..])?;
-                        if !(0xDC00..=0xDFFF).contains(&low) {
-                            return Err(Refused);
-                        }
-                        let code = 0x1_0000
-                            + ((u32::from(unit) - 0xD800) << 10)
-                            + (u32::from(low) - 0xDC00);
-                        (code, at + 11)
-                    }
-                    0xDC00..=0xDFFF => return Err(Refused),
-                    _ => (u32::from(unit), at + 5),
-                };
-                let c = char::from_u32(code).ok_or(Refused)?;
-                let mut buf = [0u8; 4];
-                self.buffers
-                    .unescaped
-                    .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                return Ok(next);
-            }
-            _ => return Err(Refused),
-        };
-        self.buffers.unescaped.push(byte);
-        Ok(at + 1)
+        let (c, next) = decode_escape(self.bytes(), at)?;
+        let mut buf = [0u8; 4];
+        self.buffers
+            .unescaped
+            .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        Ok(next)
     }
 
     /// Skips the string whose opening quote is at `self.pos`, checking its escapes.
@@ -305,32 +314,11 @@ impl<'de, 's> StrictJson<'de, 's> {
                     return Ok(());
                 }
                 Some(b'\\') => {
-                    at = self.skip_escape(at + 1)?;
+                    at = decode_escape(bytes, at + 1)?.1;
                     at = find_string_special(bytes, at);
                 }
                 _ => return Err(Refused),
             }
-        }
-    }
-
-    fn skip_escape(&self, at: usize) -> Result<usize> {
-        let bytes = self.bytes();
-        match bytes.get(at).ok_or(Refused)? {
-            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(at + 1),
-            b'u' => match hex4(&bytes[at + 1..])? {
-                0xD800..=0xDBFF => {
-                    if bytes.get(at + 5..at + 7) != Some(b"\\u") {
-                        return Err(Refused);
-                    }
-                    match hex4(&bytes[at + 7..])? {
-                        0xDC00..=0xDFFF => Ok(at + 11),
-                        _ => Err(Refused),
-                    }
-                }
-                0xDC00..=0xDFFF => Err(Refused),
-                _ => Ok(at + 5),
-            },
-            _ => Err(Refused),
         }
     }
 
@@ -370,8 +358,7 @@ impl<'de, 's> StrictJson<'de, 's> {
         match self.peek_token()? {
             b'"' => self.skip_string(),
             b'{' => {
-                self.enter()?;
-                self.pos += 1;
+                self.open(b'{')?;
                 let mut first = true;
                 while self.another_entry(&mut first, b'}')? {
                     if self.peek_token()? != b'"' {
@@ -385,8 +372,7 @@ impl<'de, 's> StrictJson<'de, 's> {
                 Ok(())
             }
             b'[' => {
-                self.enter()?;
-                self.pos += 1;
+                self.open(b'[')?;
                 let mut first = true;
                 while self.another_entry(&mut first, b']')? {
                     self.skip_value()?;
@@ -410,8 +396,7 @@ impl<'de, 's> StrictJson<'de, 's> {
 impl<'de> StrictJson<'de, '_> {
     /// Opens an object.
     pub fn begin_object(&mut self) -> Result<()> {
-        self.expect(b'{')?;
-        self.enter()
+        self.open(b'{')
     }
 
     /// The next key of the object opened by [`StrictJson::begin_object`], as the field `index`
@@ -486,6 +471,13 @@ impl<'de> StrictJson<'de, '_> {
             self.pos += 1;
         }
         Ok(true)
+    }
+
+    /// Reads the closing `bracket` a visitor stopped before and leaves the container.
+    fn close(&mut self, bracket: u8) -> Result<()> {
+        self.expect(bracket)?;
+        self.depth -= 1;
+        Ok(())
     }
 
     /// Reads the closing byte [`StrictJson::another_entry`] stopped at and leaves the container.
@@ -564,8 +556,7 @@ where
     fn read_value(de: &mut StrictJson<'de, '_>) -> Result<Self> {
         match de.peek_token()? {
             b'[' => {
-                de.expect(b'[')?;
-                de.enter()?;
+                de.open(b'[')?;
                 let mut items = Vec::new();
                 let mut first = true;
                 while de.next_element(&mut first)? {
@@ -605,25 +596,15 @@ impl<'de> Deserializer<'de> for &mut StrictJson<'de, '_> {
                 Text::Copied(s) => visitor.visit_str(s),
             },
             b'{' => {
-                self.enter()?;
-                self.pos += 1;
-                let value = visitor.visit_map(Entries {
-                    de: &mut *self,
-                    first: true,
-                })?;
-                self.expect(b'}')?;
-                self.depth -= 1;
+                self.open(b'{')?;
+                let value = visitor.visit_map(Entries::new(self))?;
+                self.close(b'}')?;
                 Ok(value)
             }
             b'[' => {
-                self.enter()?;
-                self.pos += 1;
-                let value = visitor.visit_seq(Entries {
-                    de: &mut *self,
-                    first: true,
-                })?;
-                self.expect(b']')?;
-                self.depth -= 1;
+                self.open(b'[')?;
+                let value = visitor.visit_seq(Entries::new(self))?;
+                self.close(b']')?;
                 Ok(value)
             }
             b't' => {
@@ -672,7 +653,11 @@ struct Entries<'a, 'de, 's> {
     first: bool,
 }
 
-impl Entries<'_, '_, '_> {
+impl<'a, 'de, 's> Entries<'a, 'de, 's> {
+    fn new(de: &'a mut StrictJson<'de, 's>) -> Self {
+        Entries { de, first: true }
+    }
+
     /// True when another entry follows (its separator consumed); false at the closing `close`.
     fn has_next(&mut self, close: u8) -> Result<bool> {
         self.de.another_entry(&mut self.first, close)
