@@ -9,6 +9,7 @@ use crate::connector_state::{
 use crate::enrichment::{is_internal, prefix_of, Enrichment};
 use crate::incidents::Incidents;
 use crate::key_text::KeyText;
+use crate::pair_keyed;
 use crate::scoring::{evaluate, hour_of_week, Evaluation, PoolRates, ScoringContext};
 use crate::sessions::{Activity, Session, SessionKey};
 use crate::DetectConfig;
@@ -201,14 +202,31 @@ fn key_hash(key: &SessionKey) -> u64 {
 }
 
 /// [`key_hash`] of a key given by its parts (no key built per event).
+/// The parts are joined (each ended by a zero byte) on the stack when they fit: a one-shot
+/// hash costs a third of a streaming one on keys this short.
 fn key_parts_hash(tenant: &str, connector: &str, source: &str) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(tenant.as_bytes());
-    h.update(&[0]);
-    h.update(connector.as_bytes());
-    h.update(&[0]);
-    h.update(source.as_bytes());
-    h.digest()
+    let parts = [tenant.as_bytes(), connector.as_bytes(), source.as_bytes()];
+    let len = parts.iter().map(|p| p.len() + 1).sum::<usize>();
+    hash_written(len, |buf| {
+        let mut at = 0;
+        for p in parts {
+            buf[at..at + p.len()].copy_from_slice(p);
+            buf[at + p.len()] = 0;
+            at += p.len() + 1;
+        }
+    })
+}
+
+/// The xxh3 hash of the `len` bytes `fill` writes, written on the stack when they fit.
+fn hash_written(len: usize, fill: impl FnOnce(&mut [u8])) -> u64 {
+    let mut stack = [0u8; 256];
+    if len <= stack.len() {
+        fill(&mut stack[..len]);
+        return xxhash_rust::xxh3::xxh3_64(&stack[..len]);
+    }
+    let mut heap = vec![0u8; len];
+    fill(&mut heap);
+    xxhash_rust::xxh3::xxh3_64(&heap)
 }
 
 /// The value under `key`, a default one inserted first: the key is copied only when it is new
@@ -222,23 +240,14 @@ fn entry_for<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m
 
 /// The hash of `tenant|mailbox` with the mailbox lower-cased (on the stack when it fits).
 fn mailbox_hash(tenant: &str, mailbox: &str) -> u64 {
-    let len = tenant.len() + mailbox.len() + 1;
-    let fill = |buf: &mut [u8]| {
+    hash_written(tenant.len() + mailbox.len() + 1, |buf| {
         let (t, rest) = buf.split_at_mut(tenant.len());
         t.copy_from_slice(tenant.as_bytes());
         rest[0] = b'|';
         for (d, c) in rest[1..].iter_mut().zip(mailbox.bytes()) {
             *d = c.to_ascii_lowercase();
         }
-    };
-    let mut stack = [0u8; 256];
-    if len <= stack.len() {
-        fill(&mut stack[..len]);
-        return xxhash_rust::xxh3::xxh3_64(&stack[..len]);
-    }
-    let mut heap = vec![0u8; len];
-    fill(&mut heap);
-    xxhash_rust::xxh3::xxh3_64(&heap)
+    })
 }
 
 fn is_weak_tls(version: Option<TlsVersion>, cipher: Option<&str>) -> bool {
@@ -648,8 +657,6 @@ impl Detector {
         s.first = s.first.min(t);
         s.last = s.last.max(t);
         s.events += 1;
-        let deadline = s.last + gap;
-        self.deadlines.push(Reverse((deadline, id)));
         id
     }
 
@@ -667,7 +674,7 @@ impl Detector {
         let id = self.next_session;
         self.next_session += 1;
         let network = ip.map(prefix_of).unwrap_or_else(|| "none".into());
-        let mut s = Session::new(id, key.clone(), activity, ip, network, t);
+        let mut s = Session::new(id, key, activity, ip, network, t);
         if let Some(ip) = ip.filter(|i| !is_internal(*i)) {
             let place = self.enrichment.lookup(ip);
             s.asn = place.asn;
@@ -679,18 +686,22 @@ impl Detector {
         }
         s.connector_name = self
             .config
-            .known(&key.connector)
+            .known(&s.key.connector)
             .and_then(|k| k.name.clone());
         self.stats.sessions_opened += 1;
-        let ck = (key.tenant.clone(), key.connector.clone());
-        let state = self.connectors.entry(ck.clone()).or_default();
+        let key = &s.key;
+        let state = pair_keyed::entry(&mut self.connectors, &key.tenant, &key.connector);
         if state.baseline.first_seen == 0 || t < state.baseline.first_seen {
             state.baseline.first_seen = t;
         }
         if !state.is_established(&s.network, t) {
-            self.unlearned_open.entry(ck).or_default().insert(id);
+            pair_keyed::entry(&mut self.unlearned_open, &key.tenant, &key.connector).insert(id);
         }
-        self.by_key.entry(key_hash(&key)).or_default().push(id);
+        self.by_key.entry(key_hash(key)).or_default().push(id);
+        // The session's one deadline entry; it moves later only when it comes due (see
+        // `due_session`).
+        self.deadlines
+            .push(Reverse((t + self.config.session_gap_secs(), id)));
         self.sessions.insert(id, s);
         id
     }
@@ -705,19 +716,42 @@ impl Detector {
                 self.by_key.remove(&h);
             }
         }
-        let ck = (s.key.tenant.clone(), s.key.connector.clone());
-        if let Some(set) = self.unlearned_open.get_mut(&ck) {
+        let (tenant, connector) = (s.key.tenant.as_str(), s.key.connector.as_str());
+        if let Some(set) = pair_keyed::get_mut(&mut self.unlearned_open, tenant, connector) {
             set.remove(&id);
             if set.is_empty() {
-                self.unlearned_open.remove(&ck);
+                self.unlearned_open
+                    .remove(&(tenant, connector) as &dyn pair_keyed::Pair);
             }
         }
         s
     }
 
+    /// Pops the earliest deadline entry: the session it names when that is the session's
+    /// current deadline. Each open session has one entry, written when it opened and moved
+    /// to the session's current deadline (its last event plus the gap) when it comes due, so
+    /// sessions come out in the order of their current deadlines without an entry per event.
+    fn due_session(&mut self, before: Secs) -> Option<Option<u64>> {
+        let Reverse((deadline, id)) = *self.deadlines.peek()?;
+        if deadline >= before {
+            return None;
+        }
+        self.deadlines.pop();
+        let gap = self.config.session_gap_secs();
+        match self.sessions.get(&id).map(|s| s.last + gap) {
+            Some(current) if current == deadline => Some(Some(id)),
+            Some(current) => {
+                self.deadlines.push(Reverse((current, id)));
+                Some(None)
+            }
+            None => Some(None),
+        }
+    }
+
+    /// Closes the open session whose current deadline is the earliest.
     fn evict_oldest(&mut self) {
-        while let Some(Reverse((_, id))) = self.deadlines.pop() {
-            if self.sessions.contains_key(&id) {
+        while let Some(due) = self.due_session(Secs::MAX) {
+            if let Some(id) = due {
                 self.close(id, true);
                 return;
             }
@@ -727,16 +761,8 @@ impl Detector {
     fn expire(&mut self) {
         self.release_probation();
         let wm = self.watermark();
-        while let Some(Reverse((deadline, id))) = self.deadlines.peek().cloned() {
-            if deadline >= wm {
-                break;
-            }
-            self.deadlines.pop();
-            let current = self
-                .sessions
-                .get(&id)
-                .map(|s| s.last + self.config.session_gap_secs());
-            if current == Some(deadline) {
+        while let Some(due) = self.due_session(wm) {
+            if let Some(id) = due {
                 self.close(id, false);
             }
         }
@@ -753,23 +779,22 @@ impl Detector {
     /// same connector from networks it never used.
     /// Notes network activity of session `id` of connector `ck`.
     fn note_network_activity(&mut self, id: u64, ck: &(String, String), t: Secs) {
-        let Some(network) = self.sessions.get(&id).map(|s| s.network.clone()) else {
-            return;
-        };
         let learning_secs = self.config.learning_secs();
-        let Some(state) = self.connectors.get_mut(ck) else {
+        let (Some(session), Some(state)) = (self.sessions.get(&id), self.connectors.get_mut(ck))
+        else {
             return;
         };
-        state.note_network(&network, t);
+        let network = session.network.as_str();
+        state.note_network(network, t);
         if t - state.baseline.first_seen < learning_secs {
             return;
         }
-        if state.is_established(&network, t) {
-            let candidates: Vec<u64> = self
-                .unlearned_open
-                .get(ck)
-                .map(|set| set.iter().copied().collect())
-                .unwrap_or_default();
+        if state.is_established(network, t) {
+            let candidates: Vec<u64> = match self.unlearned_open.get(ck) {
+                Some(set) => set.iter().copied().collect(),
+                None => return,
+            };
+            let network = network.to_owned();
             for other in candidates {
                 let Some(s) = self.sessions.get(&other) else {
                     continue;
@@ -787,7 +812,7 @@ impl Detector {
                 }
                 self.evaluate_session(other, t);
             }
-        } else if let Some(n) = state.concurrent_established(&network, t, CONCURRENCY_WINDOW) {
+        } else if let Some(n) = state.concurrent_established(network, t, CONCURRENCY_WINDOW) {
             if let Some(s) = self.sessions.get_mut(&id) {
                 if s.concurrent_with.is_none() {
                     s.concurrent_with = Some(n);
@@ -1081,19 +1106,31 @@ impl Detector {
     /// the reasons' sentences (see `evaluate_session`).
     fn score_session(&self, id: u64, now: Secs, explain: bool) -> Option<Evaluation> {
         let session = self.sessions.get(&id)?;
-        let ck = (session.key.tenant.clone(), session.key.connector.clone());
-        let state = self.connectors.get(&ck)?;
-        let offset = self.tenant_offset(&ck.0, session.first);
+        let (tenant, connector) = (&session.key.tenant, &session.key.connector);
+        let state = pair_keyed::get(&self.connectors, tenant, connector)?;
+        let offset = self.tenant_offset(tenant, session.first);
         let hl = self.config.half_life_secs();
-        let rate = |level: &str| self.pools.get(level).map_or(0.5, |p| p.rate(now, hl));
-        let rates = PoolRates {
-            ip: rate("ip"),
-            network: rate("network"),
-            asn: rate("asn"),
-            country: rate("country"),
-            agent: rate("agent"),
-            key: rate("key"),
+        // One pass over the pools (a level without a pool yet has the prior rate).
+        let mut rates = PoolRates {
+            ip: 0.5,
+            network: 0.5,
+            asn: 0.5,
+            country: 0.5,
+            agent: 0.5,
+            key: 0.5,
         };
+        for (level, pool) in &self.pools {
+            let rate = match level.as_str() {
+                "ip" => &mut rates.ip,
+                "network" => &mut rates.network,
+                "asn" => &mut rates.asn,
+                "country" => &mut rates.country,
+                "agent" => &mut rates.agent,
+                "key" => &mut rates.key,
+                _ => continue,
+            };
+            *rate = pool.rate(now, hl);
+        }
         // The decision is as of the latest event it rests on.
         let now = now.max(session.last);
         Some(evaluate(
@@ -1171,8 +1208,7 @@ impl Detector {
             self.stats.sessions_evicted += 1;
         }
         let key = &session.key;
-        let ck = (key.tenant.clone(), key.connector.clone());
-        let state = self.connectors.entry(ck).or_default();
+        let state = pair_keyed::entry(&mut self.connectors, &key.tenant, &key.connector);
         if session.quarantined {
             state.quarantined += 1;
             self.stats.sessions_quarantined += 1;
@@ -1214,12 +1250,11 @@ impl Detector {
     /// Folds a closed session into its connector's baseline.
     fn learn(&mut self, session: Session) {
         let key = &session.key;
-        let ck = (key.tenant.clone(), key.connector.clone());
         let hl = self.config.half_life_secs();
         let learning_secs = self.config.learning_secs();
         let grace = self.config.rotation_grace_secs();
         let offset = self.tenant_offset(&key.tenant, session.first);
-        let state = self.connectors.entry(ck).or_default();
+        let state = pair_keyed::entry(&mut self.connectors, &key.tenant, &key.connector);
         let b = &mut state.baseline;
         let t = session.last;
         let learning = t - b.first_seen < learning_secs;

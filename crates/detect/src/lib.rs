@@ -171,11 +171,86 @@ impl DetectConfig {
     }
 }
 
-/// Serde for maps keyed by (tenant, connector): JSON object keys must be strings, so these
-/// maps are written as lists of `[key, value]` pairs.
+/// Maps keyed by (tenant, connector): look-ups by borrowed parts, and serde (JSON object keys
+/// must be strings, so these maps are written as lists of `[key, value]` pairs).
 pub(crate) mod pair_keyed {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::borrow::Borrow;
+    use std::cmp::Ordering;
     use std::collections::BTreeMap;
+
+    /// A (tenant, connector) pair, owned or borrowed: an owned key lends itself as one, so a
+    /// map keyed by `(String, String)` is searched with two `&str` and no key is built.
+    pub trait Pair {
+        /// The two parts.
+        fn parts(&self) -> (&str, &str);
+    }
+
+    impl Pair for (String, String) {
+        fn parts(&self) -> (&str, &str) {
+            (&self.0, &self.1)
+        }
+    }
+
+    impl Pair for (&str, &str) {
+        fn parts(&self) -> (&str, &str) {
+            *self
+        }
+    }
+
+    impl<'a> Borrow<dyn Pair + 'a> for (String, String) {
+        fn borrow(&self) -> &(dyn Pair + 'a) {
+            self
+        }
+    }
+
+    // Ordered as `(String, String)` is: by the first part, then the second.
+    impl PartialEq for dyn Pair + '_ {
+        fn eq(&self, other: &Self) -> bool {
+            self.parts() == other.parts()
+        }
+    }
+
+    impl Eq for dyn Pair + '_ {}
+
+    impl PartialOrd for dyn Pair + '_ {
+        fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+
+    impl Ord for dyn Pair + '_ {
+        fn cmp(&self, other: &Self) -> Ordering {
+            self.parts().cmp(&other.parts())
+        }
+    }
+
+    /// The value under (`a`, `b`).
+    pub fn get<'m, V>(map: &'m BTreeMap<(String, String), V>, a: &str, b: &str) -> Option<&'m V> {
+        map.get(&(a, b) as &dyn Pair)
+    }
+
+    /// The value under (`a`, `b`), mutable.
+    pub fn get_mut<'m, V>(
+        map: &'m mut BTreeMap<(String, String), V>,
+        a: &str,
+        b: &str,
+    ) -> Option<&'m mut V> {
+        map.get_mut(&(a, b) as &dyn Pair)
+    }
+
+    /// The value under (`a`, `b`), a default one inserted first (the key is copied only when
+    /// it is new).
+    pub fn entry<'m, V: Default>(
+        map: &'m mut BTreeMap<(String, String), V>,
+        a: &str,
+        b: &str,
+    ) -> &'m mut V {
+        if !map.contains_key(&(a, b) as &dyn Pair) {
+            map.insert((a.to_owned(), b.to_owned()), V::default());
+        }
+        map.get_mut(&(a, b) as &dyn Pair).expect("inserted above")
+    }
 
     pub fn serialize<V: Serialize, S: Serializer>(
         map: &BTreeMap<(String, String), V>,
@@ -190,5 +265,41 @@ pub(crate) mod pair_keyed {
     ) -> Result<BTreeMap<(String, String), V>, D::Error> {
         let pairs: Vec<((String, String), V)> = Vec::deserialize(d)?;
         Ok(pairs.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pair_keyed;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn pairs_are_found_by_borrowed_parts_in_owned_key_order() {
+        // Keys whose concatenations collide or share prefixes: the borrowed comparison must
+        // order them exactly as the owned tuples are ordered, or searches go astray.
+        let keys = [
+            ("a", "bc"),
+            ("ab", "c"),
+            ("", "abc"),
+            ("abc", ""),
+            ("t", "app"),
+            ("t", "app2"),
+            ("t2", ""),
+            ("T", "app"),
+        ];
+        let mut map = BTreeMap::new();
+        for (i, (a, b)) in keys.iter().enumerate() {
+            map.insert((a.to_string(), b.to_string()), i);
+        }
+        for (i, (a, b)) in keys.iter().enumerate() {
+            assert_eq!(pair_keyed::get(&map, a, b), Some(&i), "{a:?} {b:?}");
+        }
+        for (a, b) in [("a", "b"), ("t", "ap"), ("", ""), ("abc", "d")] {
+            assert_eq!(pair_keyed::get(&map, a, b), None, "{a:?} {b:?}");
+        }
+        *pair_keyed::entry(&mut map, "t", "app") += 10;
+        assert_eq!(map[&("t".to_string(), "app".to_string())], 14);
+        *pair_keyed::entry(&mut map, "new", "one") += 1;
+        assert_eq!(map.len(), keys.len() + 1);
     }
 }

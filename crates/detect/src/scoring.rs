@@ -50,7 +50,8 @@ pub struct Evaluation {
     pub p: f64,
     /// Final score (the higher of the statistical score and any rule).
     pub score: u8,
-    /// Reasons, strongest first.
+    /// Reasons, strongest first (only when the evaluation was explained: see
+    /// [`ScoringContext::explain`]).
     pub reasons: Vec<Reason>,
     /// The connector is still learning (only rules may alert).
     pub learning: bool,
@@ -68,13 +69,17 @@ pub struct Evaluation {
 /// Weighted Cauchy combination (Liu & Xie 2020): valid whatever the dependence between
 /// the p-values. Weights are normalised to sum to one.
 pub fn cauchy_combine(signals: &[(f64, f64)]) -> f64 {
-    let wsum: f64 = signals.iter().map(|(_, w)| w).sum();
-    if signals.is_empty() || wsum <= 0.0 {
+    cauchy_combine_iter(signals.iter().copied())
+}
+
+/// [`cauchy_combine`] of (p-value, weight) pairs given by an iterator (no list built).
+fn cauchy_combine_iter(signals: impl Iterator<Item = (f64, f64)> + Clone) -> f64 {
+    let wsum: f64 = signals.clone().map(|(_, w)| w).sum();
+    if signals.clone().next().is_none() || wsum <= 0.0 {
         return 1.0;
     }
     let t: f64 = signals
-        .iter()
-        .map(|&(p, w)| {
+        .map(|(p, w)| {
             let p = p.clamp(1e-300, 1.0);
             let term = if p < 1e-12 {
                 1.0 / (p * std::f64::consts::PI)
@@ -187,7 +192,7 @@ pub struct ScoringContext<'a> {
     pub now: Secs,
     /// The model layer, when loaded.
     pub model: Option<&'a crate::model::Model>,
-    /// Write the reasons' sentences (the score is the same either way).
+    /// Write the reasons and their sentences (the score is the same either way).
     pub explain: bool,
 }
 
@@ -242,12 +247,11 @@ pub fn evaluate(session: &Session, state: &ConnectorState, ctx: &ScoringContext)
             rates.ip,
         ),
     ];
-    let novel: Vec<&(&'static str, &'static str, Option<&str>, &ValueCounts, f64)> = levels
-        .iter()
-        .filter(|(_, _, v, counts, _)| {
+    let novel = || {
+        levels.iter().filter(|(_, _, v, counts, _)| {
             v.is_some_and(|v| !counts.is_empty() && counts.get(v).is_none())
         })
-        .collect();
+    };
     let usual = explained_top(explain, &b.networks, 3, now, hl);
     let place = say!(
         explain,
@@ -288,17 +292,19 @@ pub fn evaluate(session: &Session, state: &ConnectorState, ctx: &ScoringContext)
     }
     if declared == Some(true) {
         // Inside the declared ranges: a new address or network there is the vendor's own.
-    } else if let Some((level, id, value, counts, rate)) = novel.first() {
+    } else if let Some((level, id, value, counts, rate)) = novel().next() {
         let mut p = counts.novelty(now, hl, *rate, POOL_WEIGHT);
         if matches!(*level, "network" | "address") && session.asn.is_some() {
             // Vendors add addresses inside networks they already use: weak on its own.
             p = p.max(NEW_ADDRESS_IN_KNOWN_ASN_P);
         }
-        let what: Vec<String> = novel
-            .iter()
-            .filter(|_| explain)
-            .map(|(l, _, v, _, _)| format!("{l} {}", v.unwrap_or("")))
-            .collect();
+        let what: Vec<String> = if explain {
+            novel()
+                .map(|(l, _, v, _, _)| format!("{l} {}", v.unwrap_or("")))
+                .collect()
+        } else {
+            Vec::new()
+        };
         signals.push(Signal {
             id,
             p,
@@ -650,7 +656,7 @@ pub fn evaluate(session: &Session, state: &ConnectorState, ctx: &ScoringContext)
         signals.push(m.signal(&verdict));
     }
 
-    let combined = cauchy_combine(&signals.iter().map(|s| (s.p, s.weight)).collect::<Vec<_>>());
+    let combined = cauchy_combine_iter(signals.iter().map(|s| (s.p, s.weight)));
     let mut score = score_of_p(combined);
     if learning {
         score = score.min(config.learning_score_cap);
@@ -658,41 +664,18 @@ pub fn evaluate(session: &Session, state: &ConnectorState, ctx: &ScoringContext)
     let rule_score = rules.iter().map(|r| r.score).max().unwrap_or(0);
     score = score.max(rule_score);
 
-    // Reasons: rules first, then signals by strength; weights are each signal's share of the
-    // combination statistic.
-    let wsum: f64 = signals.iter().map(|s| s.weight).sum::<f64>().max(1e-12);
-    let contrib = |s: &Signal| s.weight / wsum / (s.p.max(1e-300) * std::f64::consts::PI);
-    let total_contrib: f64 = signals.iter().map(contrib).sum::<f64>().max(1e-300);
-    let mut strong: Vec<&Signal> = signals.iter().filter(|s| s.p < config.reason_p).collect();
-    strong.sort_by(|a, b| a.p.total_cmp(&b.p).then_with(|| a.id.cmp(b.id)));
-    let mut reasons: Vec<Reason> = rules
-        .iter()
-        .map(|r| Reason {
-            signal: r.id.into(),
-            summary: r.summary.clone(),
-            observed: explained!(explain, r.observed.clone()),
-            baseline: r.baseline.clone(),
-            weight: 1.0,
-            p_value: 10f64.powf(-(r.score as f64) / 10.0),
-        })
-        .collect();
-    reasons.extend(strong.into_iter().map(|s| Reason {
-        signal: s.id.into(),
-        summary: s.summary.clone(),
-        observed: explained!(explain, s.observed.clone()),
-        baseline: s.baseline.clone(),
-        weight: (contrib(s) / total_contrib * 1000.0).round() / 1000.0,
-        p_value: s.p,
-    }));
-    if let Some(q) = model_probability.filter(|_| score >= config.alert_score()) {
+    let mut reasons = if explain {
+        reasons_of(&rules, &signals, config.reason_p)
+    } else {
+        Vec::new()
+    };
+    if let Some(q) = model_probability.filter(|_| explain && score >= config.alert_score()) {
         reasons.push(Reason {
             signal: "model.reranker".into(),
-            summary: say!(
-                explain,
-                "the supervised re-ranker gives this session an attack probability of {:.2}",
-                q
+            summary: format!(
+                "the supervised re-ranker gives this session an attack probability of {q:.2}"
             ),
-            observed: say!(explain, "{q:.3}"),
+            observed: format!("{q:.3}"),
             baseline: "labelled sessions".into(),
             weight: 0.0,
             p_value: 1.0 - q,
@@ -713,6 +696,36 @@ pub fn evaluate(session: &Session, state: &ConnectorState, ctx: &ScoringContext)
         rules: rule_ids,
         model_probability,
     }
+}
+
+/// The reasons of an explained evaluation: rules first, then the signals below `reason_p` by
+/// strength; a signal's weight is its share of the combination statistic.
+fn reasons_of(rules: &[RuleHit], signals: &[Signal], reason_p: f64) -> Vec<Reason> {
+    let wsum: f64 = signals.iter().map(|s| s.weight).sum::<f64>().max(1e-12);
+    let contrib = |s: &Signal| s.weight / wsum / (s.p.max(1e-300) * std::f64::consts::PI);
+    let total_contrib: f64 = signals.iter().map(contrib).sum::<f64>().max(1e-300);
+    let mut strong: Vec<&Signal> = signals.iter().filter(|s| s.p < reason_p).collect();
+    strong.sort_by(|a, b| a.p.total_cmp(&b.p).then_with(|| a.id.cmp(b.id)));
+    let mut reasons: Vec<Reason> = rules
+        .iter()
+        .map(|r| Reason {
+            signal: r.id.into(),
+            summary: r.summary.clone(),
+            observed: r.observed.clone(),
+            baseline: r.baseline.clone(),
+            weight: 1.0,
+            p_value: 10f64.powf(-(r.score as f64) / 10.0),
+        })
+        .collect();
+    reasons.extend(strong.into_iter().map(|s| Reason {
+        signal: s.id.into(),
+        summary: s.summary.clone(),
+        observed: s.observed.clone(),
+        baseline: s.baseline.clone(),
+        weight: (contrib(s) / total_contrib * 1000.0).round() / 1000.0,
+        p_value: s.p,
+    }));
+    reasons
 }
 
 #[cfg(test)]

@@ -277,6 +277,29 @@ fn open_sessions_are_capped_and_evictions_counted() {
 }
 
 #[test]
+fn eviction_closes_the_least_recently_active_session() {
+    let config = DetectConfig {
+        max_open_sessions: 2,
+        ..Default::default()
+    };
+    let mut d = Detector::new(config, Arc::new(Enrichment::none()));
+    let t0 = Utc.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap();
+    let at = |ip: &str, minutes: i64, id: &str| {
+        access("t", "app", ip, t0 + Duration::minutes(minutes), "a@x", id)
+    };
+    // A opens first but is active again after B opened: B is the least recently active.
+    d.process(&at("198.51.100.1", 0, "a1"));
+    d.process(&at("198.51.100.2", 1, "b1"));
+    d.process(&at("198.51.100.1", 2, "a2"));
+    d.process(&at("198.51.100.3", 3, "c1"));
+    assert_eq!(d.stats().sessions_evicted, 1);
+    // A is still open: its next event joins it instead of opening a session.
+    d.process(&at("198.51.100.1", 4, "a3"));
+    assert_eq!(d.stats().sessions_opened, 3, "A was evicted instead of B");
+    assert_eq!(d.stats().sessions_evicted, 1);
+}
+
+#[test]
 fn a_snapshot_restores_to_the_same_state() {
     let r = run();
     let mut d = Detector::new(DetectConfig::default(), r.enrichment.clone());
