@@ -1,5 +1,6 @@
 //! End-to-end replay throughput (decode → sessionize → score → alerts) beside a parse-only
-//! baseline in the same run, on simulated Management API NDJSON (the bulk of real input).
+//! baseline in the same run, on simulated Management API NDJSON (the bulk of real input); one
+//! core, and last the two-thread replay `mailsentry replay` runs.
 //!
 //! `cargo bench -p mailsentry-detect --bench replay_throughput`; results in benches/RESULTS.md.
 
@@ -96,6 +97,27 @@ fn bench(c: &mut Criterion) {
                     detector.process(&e);
                 }
             }
+            detector.finish();
+            black_box(
+                detector
+                    .alerts(chrono::DateTime::from_timestamp(0, 0).unwrap())
+                    .len(),
+            )
+        })
+    });
+    // What `mailsentry replay` does on a machine with two cores or more: decoding on a thread
+    // of its own, ahead of the detector (two threads, so not comparable with the one-core
+    // rows above; reported beside them).
+    group.bench_function("replay_decode_ahead_two_threads", |b| {
+        b.iter(|| {
+            let mut ahead = mailsentry_ingest::DecodeAhead::spawn(decoder(), 512, 4).unwrap();
+            let mut detector = Detector::new(DetectConfig::default(), enrichment.clone());
+            for item in ahead.by_ref() {
+                if let Decoded::Event(e) = item {
+                    detector.process(&e);
+                }
+            }
+            drop(ahead.finish());
             detector.finish();
             black_box(
                 detector

@@ -14,6 +14,7 @@
 //! Each format is a small type behind [`Decoder`]: [`JsonDecoder`], [`PurviewCsvDecoder`],
 //! [`IisW3cDecoder`], [`EwsLogDecoder`], [`MimeDecoder`].
 
+pub mod decode_ahead;
 pub mod decoder;
 pub mod entra_logs;
 pub mod event_merge;
@@ -31,6 +32,7 @@ mod record_helpers;
 pub mod stream_decoder;
 pub mod strict_json;
 
+pub use decode_ahead::DecodeAhead;
 pub use decoder::{
     decode_record, DecodeStats, Decoder, InputFormat, RawRecord, RecordError, RecordOutcome,
     Reject, RejectClass,
