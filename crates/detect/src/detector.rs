@@ -151,9 +151,6 @@ pub struct Detector {
     /// Scratch for `session_for` (the sessions an event may join), kept to spare an allocation.
     #[serde(skip)]
     touching: Vec<u64>,
-    /// Scratch for the (tenant, connector) key of the event being processed.
-    #[serde(skip)]
-    connector_key: (String, String),
     next_session: u64,
     deadlines: BinaryHeap<Reverse<(Secs, u64)>>,
     #[serde(with = "crate::pair_keyed")]
@@ -274,7 +271,6 @@ impl Detector {
             sessions: FxHashMap::default(),
             by_key: FxHashMap::default(),
             touching: Vec::new(),
-            connector_key: Default::default(),
             next_session: 0,
             deadlines: BinaryHeap::new(),
             unlearned_open: BTreeMap::new(),
@@ -502,9 +498,7 @@ impl Detector {
             }
             for mut s in held {
                 s.quarantined = false;
-                if let Some(state) = self
-                    .connectors
-                    .get_mut(&(tenant.clone(), connector.clone()))
+                if let Some(state) = pair_keyed::get_mut(&mut self.connectors, &tenant, &connector)
                 {
                     state.suspicious_networks.remove(&s.network);
                 }
@@ -699,7 +693,7 @@ impl Detector {
         }
         self.by_key.entry(key_hash(key)).or_default().push(id);
         // The session's one deadline entry; it moves later only when it comes due (see
-        // `due_session`).
+        // `pop_due`).
         self.deadlines
             .push(Reverse((t + self.config.session_gap_secs(), id)));
         self.sessions.insert(id, s);
@@ -727,44 +721,39 @@ impl Detector {
         s
     }
 
-    /// Pops the earliest deadline entry: the session it names when that is the session's
-    /// current deadline. Each open session has one entry, written when it opened and moved
-    /// to the session's current deadline (its last event plus the gap) when it comes due, so
-    /// sessions come out in the order of their current deadlines without an entry per event.
-    fn due_session(&mut self, before: Secs) -> Option<Option<u64>> {
-        let Reverse((deadline, id)) = *self.deadlines.peek()?;
-        if deadline >= before {
-            return None;
-        }
-        self.deadlines.pop();
+    /// The open session with the earliest current deadline (its last event plus the gap),
+    /// taken off the deadline heap, when that deadline is before `before`. Each open session has
+    /// one entry, written when it opened; an entry found out of date is moved to the session's
+    /// current deadline and one of a closed session dropped, so sessions come out in the order
+    /// of their current deadlines without an entry per event.
+    fn pop_due(&mut self, before: Secs) -> Option<u64> {
         let gap = self.config.session_gap_secs();
-        match self.sessions.get(&id).map(|s| s.last + gap) {
-            Some(current) if current == deadline => Some(Some(id)),
-            Some(current) => {
-                self.deadlines.push(Reverse((current, id)));
-                Some(None)
+        while let Some(&Reverse((deadline, id))) = self.deadlines.peek() {
+            if deadline >= before {
+                return None;
             }
-            None => Some(None),
+            self.deadlines.pop();
+            match self.sessions.get(&id).map(|s| s.last + gap) {
+                Some(current) if current == deadline => return Some(id),
+                Some(current) => self.deadlines.push(Reverse((current, id))),
+                None => {}
+            }
         }
+        None
     }
 
     /// Closes the open session whose current deadline is the earliest.
     fn evict_oldest(&mut self) {
-        while let Some(due) = self.due_session(Secs::MAX) {
-            if let Some(id) = due {
-                self.close(id, true);
-                return;
-            }
+        if let Some(id) = self.pop_due(Secs::MAX) {
+            self.close(id, true);
         }
     }
 
     fn expire(&mut self) {
         self.release_probation();
         let wm = self.watermark();
-        while let Some(due) = self.due_session(wm) {
-            if let Some(id) = due {
-                self.close(id, false);
-            }
+        while let Some(id) = self.pop_due(wm) {
+            self.close(id, false);
         }
         while let Some((issued, _)) = self.token_order.front() {
             if *issued >= wm - TOKEN_TTL {
@@ -775,13 +764,15 @@ impl Detector {
         }
     }
 
-    /// Marks concurrency between a learned network's activity at `t` and open sessions of the
-    /// same connector from networks it never used.
-    /// Notes network activity of session `id` of connector `ck`.
-    fn note_network_activity(&mut self, id: u64, ck: &(String, String), t: Secs) {
+    /// Notes the network activity of session `id` of (`tenant`, `connector`) at `t`, and marks
+    /// concurrency between a learned network's activity and open sessions of the same connector
+    /// from networks it never used.
+    fn note_network_activity(&mut self, id: u64, tenant: &str, connector: &str, t: Secs) {
         let learning_secs = self.config.learning_secs();
-        let (Some(session), Some(state)) = (self.sessions.get(&id), self.connectors.get_mut(ck))
-        else {
+        let (Some(session), Some(state)) = (
+            self.sessions.get(&id),
+            pair_keyed::get_mut(&mut self.connectors, tenant, connector),
+        ) else {
             return;
         };
         let network = session.network.as_str();
@@ -790,10 +781,11 @@ impl Detector {
             return;
         }
         if state.is_established(network, t) {
-            let candidates: Vec<u64> = match self.unlearned_open.get(ck) {
-                Some(set) => set.iter().copied().collect(),
-                None => return,
-            };
+            let candidates: Vec<u64> =
+                match pair_keyed::get(&self.unlearned_open, tenant, connector) {
+                    Some(set) => set.iter().copied().collect(),
+                    None => return,
+                };
             let network = network.to_owned();
             for other in candidates {
                 let Some(s) = self.sessions.get(&other) else {
@@ -804,7 +796,9 @@ impl Detector {
                 if s.concurrent_with.is_some() || !overlapping || s.network == network {
                     continue;
                 }
-                if self.connectors[ck].is_established(&s.network, s.first) {
+                let state =
+                    pair_keyed::get(&self.connectors, tenant, connector).expect("connector exists");
+                if state.is_established(&s.network, s.first) {
                     continue;
                 }
                 if let Some(s) = self.sessions.get_mut(&other) {
@@ -832,12 +826,6 @@ impl Detector {
         let tenant = event.tenant_id.as_deref().unwrap_or("unknown");
         let ip = m.client.as_ref().map(|c| c.ip);
         let key = self.session_for(tenant, connector, ip, Activity::MailboxAccess, t, late);
-        // The key in a buffer kept between events (two allocations per event spared).
-        let mut ck = std::mem::take(&mut self.connector_key);
-        ck.0.clear();
-        ck.0.push_str(tenant);
-        ck.1.clear();
-        ck.1.push_str(connector);
         let token = m
             .token_id
             .as_ref()
@@ -854,7 +842,8 @@ impl Detector {
         let items = m.operation_count.max(1);
         // One look-up of the connector for everything this event reads or adds there.
         let (learning, known_to_connector) = {
-            let state = self.connectors.get_mut(&ck).expect("connector exists");
+            let state = pair_keyed::get_mut(&mut self.connectors, tenant, connector)
+                .expect("connector exists");
             let learning = t - state.baseline.first_seen < self.config.learning_secs();
             let known = mailbox.is_some_and(|(_, h)| state.baseline.read.contains(&h));
             state.add_hourly(t, items);
@@ -913,28 +902,23 @@ impl Detector {
             }
         }
         if let Some(k) = token.as_ref().and_then(|t| t.key_id.as_deref()) {
-            self.note_key_use(key, &ck, k, t);
+            self.note_key_use(key, tenant, connector, k, t);
         }
-        self.note_network_activity(key, &ck, t);
-        self.connector_key = ck;
+        self.note_network_activity(key, tenant, connector, t);
         if self.sessions.get_mut(&key).is_some_and(|s| s.due()) {
             self.evaluate_session(key, t);
         }
         true
     }
 
-    /// Notes the use of credential `key_id` by session `id` of connector `ck`.
-    fn note_key_use(&mut self, id: u64, ck: &(String, String), key_id: &str, t: Secs) {
+    /// Notes the use of credential `key_id` by session `id` of connector `connector`.
+    fn note_key_use(&mut self, id: u64, tenant: &str, connector: &str, key_id: &str, t: Secs) {
         let Some(session) = self.sessions.get(&id) else {
             return;
         };
         let network = session.network.clone();
         let grace = self.config.rotation_grace_secs();
-        if !self.connectors.contains_key(ck) {
-            self.connectors
-                .insert(ck.clone(), ConnectorState::default());
-        }
-        let state = self.connectors.get_mut(ck).expect("inserted above");
+        let state = pair_keyed::entry(&mut self.connectors, tenant, connector);
         let learned = state.baseline.networks.get(&network).is_some();
         let k = state.keys.entry(key_id.to_owned()).or_insert(KeyState {
             first: t,
@@ -997,16 +981,15 @@ impl Detector {
             }
             sess.add_evidence(&event.id);
         }
-        let ck = (tenant, app);
         if let (Some(k), true) = (&s.credential_key_id, s.success) {
-            self.note_key_use(key, &ck, k, t);
+            self.note_key_use(key, &tenant, &app, k, t);
         }
         if let Some(name) = &s.actor.name {
-            if let Some(state) = self.connectors.get_mut(&ck) {
+            if let Some(state) = pair_keyed::get_mut(&mut self.connectors, &tenant, &app) {
                 state.name.get_or_insert_with(|| name.clone());
             }
         }
-        self.note_network_activity(key, &ck, t);
+        self.note_network_activity(key, &tenant, &app, t);
         if self.sessions.get_mut(&key).is_some_and(|s| s.due()) {
             self.evaluate_session(key, t);
         }
@@ -1159,17 +1142,22 @@ impl Detector {
         if eval.score < threshold {
             return Some(eval);
         }
-        let ck = (session.key.tenant.clone(), session.key.connector.clone());
-        let suppressed =
-            self.suppressed
-                .contains(&(ck.0.clone(), ck.1.clone(), session.key.source.clone()));
+        let key = &session.key;
+        let suppressed = self.suppressed.contains(&(
+            key.tenant.clone(),
+            key.connector.clone(),
+            key.source.clone(),
+        ));
         if !suppressed {
             // Scored without sentences (most evaluations never alert); explain this one.
             eval = self.score_session(id, now, true)?;
             let session = self.sessions.get_mut(&id)?;
             session.quarantined = true;
             let snapshot = session.clone();
-            if let Some(state) = self.connectors.get_mut(&ck) {
+            let key = &snapshot.key;
+            if let Some(state) =
+                pair_keyed::get_mut(&mut self.connectors, &key.tenant, &key.connector)
+            {
                 state.suspicious_networks.insert(snapshot.network.clone());
             }
             let before = self.probation.len();
