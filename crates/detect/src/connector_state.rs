@@ -1,7 +1,8 @@
-//! What the detector keeps per connector (its learned baseline and credential history) and
-//! per tenant (which mailboxes exist).
+//! What the detector keeps per connector (its learned baseline and credential history), and the
+//! cap on the mailboxes it remembers per tenant.
 
 use crate::baseline::{LogHistogram, Secs, ValueCounts, WeekProfile};
+use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,7 +44,8 @@ pub struct ConnectorBaseline {
     /// Session starts by hour of week.
     pub week: WeekProfile,
     /// Mailboxes this connector has read (hashed).
-    pub read: BTreeSet<u64>,
+    #[serde(with = "crate::sorted_on_disk::set")]
+    pub read: FxHashSet<u64>,
     /// TLS versions / ciphers seen (transport connectors).
     pub tls: ValueCounts,
 }
@@ -184,13 +186,6 @@ impl ConnectorState {
     }
 }
 
-/// Per tenant: mailboxes seen by anyone (so a mailbox that is new to the tenant, tenant growth,
-/// is not a new *target* for a connector).
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
-pub struct TenantState {
-    /// Mailboxes seen (hashed), capped.
-    pub mailboxes: BTreeSet<u64>,
-}
-
-/// Mailboxes remembered per tenant.
+/// Mailboxes remembered per tenant (when each was first read by anyone, so a mailbox that is
+/// new to the tenant, tenant growth, is not a new *target* for a connector).
 pub const MAX_TENANT_MAILBOXES: usize = 1_000_000;

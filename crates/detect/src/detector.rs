@@ -4,7 +4,7 @@
 
 use crate::baseline::{NoveltyPool, Secs};
 use crate::connector_state::{
-    ConnectorState, KeyState, TenantState, MAX_MAILBOXES, MAX_TENANT_MAILBOXES, MAX_VALUES,
+    ConnectorState, KeyState, MAX_MAILBOXES, MAX_TENANT_MAILBOXES, MAX_VALUES,
 };
 use crate::enrichment::{is_internal, prefix_of, Enrichment};
 use crate::incidents::Incidents;
@@ -140,8 +140,9 @@ pub struct Detector {
     enrichment: Arc<Enrichment>,
     #[serde(with = "crate::pair_keyed")]
     connectors: BTreeMap<(String, String), ConnectorState>,
-    tenants: BTreeMap<String, TenantState>,
-    tenant_mailbox_first: BTreeMap<String, BTreeMap<u64, Secs>>,
+    /// When each mailbox was first read by anyone, per tenant.
+    #[serde(with = "crate::sorted_on_disk::map_of_maps")]
+    tenant_mailbox_first: BTreeMap<String, FxHashMap<u64, Secs>>,
     #[serde(with = "sessions_as_vec")]
     sessions: FxHashMap<u64, Session>,
     #[serde(skip)]
@@ -156,7 +157,8 @@ pub struct Detector {
     #[serde(with = "crate::pair_keyed")]
     unlearned_open: BTreeMap<(String, String), BTreeSet<u64>>,
     /// Shared, so joining a token to each mailbox access copies a pointer, not its strings.
-    tokens: BTreeMap<String, Arc<TokenInfo>>,
+    #[serde(with = "crate::sorted_on_disk::map")]
+    tokens: FxHashMap<String, Arc<TokenInfo>>,
     token_order: VecDeque<(Secs, String)>,
     max_time: Secs,
     pools: BTreeMap<String, NoveltyPool>,
@@ -226,11 +228,15 @@ fn hash_written(len: usize, fill: impl FnOnce(&mut [u8])) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&heap)
 }
 
-/// The value under `key`, a default one inserted first: the key is copied only when it is new
+/// The value under `key`, `init()` inserted first: the key is copied only when it is new
 /// (`entry` would copy it on every event).
-fn entry_for<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+fn entry_for<'m, V>(
+    map: &'m mut BTreeMap<String, V>,
+    key: &str,
+    init: impl FnOnce() -> V,
+) -> &'m mut V {
     if !map.contains_key(key) {
-        map.insert(key.to_owned(), V::default());
+        map.insert(key.to_owned(), init());
     }
     map.get_mut(key).expect("inserted above")
 }
@@ -266,7 +272,6 @@ impl Detector {
             config,
             enrichment,
             connectors: BTreeMap::new(),
-            tenants: BTreeMap::new(),
             tenant_mailbox_first: BTreeMap::new(),
             sessions: FxHashMap::default(),
             by_key: FxHashMap::default(),
@@ -274,7 +279,7 @@ impl Detector {
             next_session: 0,
             deadlines: BinaryHeap::new(),
             unlearned_open: BTreeMap::new(),
-            tokens: BTreeMap::new(),
+            tokens: FxHashMap::default(),
             token_order: VecDeque::new(),
             max_time: i64::MIN,
             pools: BTreeMap::new(),
@@ -783,8 +788,8 @@ impl Detector {
         if state.is_established(network, t) {
             let candidates: Vec<u64> =
                 match pair_keyed::get(&self.unlearned_open, tenant, connector) {
-                    Some(set) => set.iter().copied().collect(),
-                    None => return,
+                    Some(set) if !set.is_empty() => set.iter().copied().collect(),
+                    _ => return,
                 };
             let network = network.to_owned();
             for other in candidates {
@@ -852,17 +857,13 @@ impl Detector {
         let mut new_target = false;
         if let Some((mb, h)) = mailbox {
             let first_in_tenant = {
-                let map = entry_for(&mut self.tenant_mailbox_first, tenant);
+                let map = entry_for(&mut self.tenant_mailbox_first, tenant, Default::default);
                 if map.len() < MAX_TENANT_MAILBOXES {
                     *map.entry(h).or_insert(t)
                 } else {
                     map.get(&h).copied().unwrap_or(t)
                 }
             };
-            let tenant_state = entry_for(&mut self.tenants, tenant);
-            if tenant_state.mailboxes.len() < MAX_TENANT_MAILBOXES {
-                tenant_state.mailboxes.insert(h);
-            }
             let s = self.sessions.get_mut(&key).expect("session");
             if s.add_mailbox(h, mb)
                 && !known_to_connector
@@ -916,11 +917,10 @@ impl Detector {
         let Some(session) = self.sessions.get(&id) else {
             return;
         };
-        let network = session.network.clone();
         let grace = self.config.rotation_grace_secs();
         let state = pair_keyed::entry(&mut self.connectors, tenant, connector);
-        let learned = state.baseline.networks.get(&network).is_some();
-        let k = state.keys.entry(key_id.to_owned()).or_insert(KeyState {
+        let learned = state.baseline.networks.get(&session.network).is_some();
+        let k = entry_for(&mut state.keys, key_id, || KeyState {
             first: t,
             last_known_source: 0,
             last: t,

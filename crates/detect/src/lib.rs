@@ -22,6 +22,7 @@ pub mod model;
 pub mod reference;
 pub mod scoring;
 pub mod sessions;
+mod sorted_on_disk;
 
 pub use detector::{ConnectorSummary, DetectStats, Detector, KeySummary};
 pub use enrichment::{Enrichment, EnrichmentError, Place};
