@@ -1,6 +1,8 @@
 //! End-to-end replay throughput (decode → sessionize → score → alerts) beside a parse-only
 //! baseline in the same run, on simulated Management API NDJSON (the bulk of real input); one
-//! core, and last the two-thread replay `mailsentry replay` runs.
+//! core, and the two-thread replay `mailsentry replay` runs; last, the one-core replay's share of
+//! parse-only measured in back-to-back pairs (`paired_share`), which the drift of a shared
+//! machine between criterion's rows does not move.
 //!
 //! `cargo bench -p mailsentry-detect --bench replay_throughput`; results in benches/RESULTS.md.
 
@@ -89,21 +91,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("replay_decode_detect", |b| {
-        b.iter(|| {
-            let stream = decoder();
-            let mut detector = Detector::new(DetectConfig::default(), enrichment.clone());
-            for item in stream {
-                if let Decoded::Event(e) = item {
-                    detector.process(&e);
-                }
-            }
-            detector.finish();
-            black_box(
-                detector
-                    .alerts(chrono::DateTime::from_timestamp(0, 0).unwrap())
-                    .len(),
-            )
-        })
+        b.iter(|| black_box(replay_one_core(decoder(), &enrichment)))
     });
     // What `mailsentry replay` does on a machine with two cores or more: decoding on a thread
     // of its own, ahead of the detector (two threads, so not comparable with the one-core
@@ -127,6 +115,79 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+    paired_share(input, records, &decoder, &enrichment);
+}
+
+/// The one-core replay: decode, sessionize, score, alerts; returns the number of alerts.
+fn replay_one_core(stream: StreamDecoder, enrichment: &Arc<Enrichment>) -> usize {
+    let mut detector = Detector::new(DetectConfig::default(), enrichment.clone());
+    for item in stream {
+        if let Decoded::Event(e) = item {
+            detector.process(&e);
+        }
+    }
+    detector.finish();
+    detector
+        .alerts(chrono::DateTime::from_timestamp(0, 0).unwrap())
+        .len()
+}
+
+/// The one-core replay's share of parse-only, measured in pairs: criterion runs its rows one
+/// after the other, and on a shared machine whose speed drifts by ±20% between rows the ratio
+/// of two medians taken minutes apart moves with it. Here each round times parse-only and
+/// the replay back to back (alternating which goes first) and takes their ratio; the median
+/// ratio over the rounds is printed. Skipped when a filter names other rows (profiling).
+fn paired_share(
+    input: &'static [u8],
+    records: usize,
+    decoder: &dyn Fn() -> StreamDecoder,
+    enrichment: &Arc<Enrichment>,
+) {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if !filters.iter().all(|f| "paired_share".contains(f.as_str())) {
+        return;
+    }
+    let parse = || {
+        let t = std::time::Instant::now();
+        black_box(parse_only::parse_all(input));
+        t.elapsed().as_secs_f64()
+    };
+    let replay = || {
+        let t = std::time::Instant::now();
+        black_box(replay_one_core(decoder(), enrichment));
+        t.elapsed().as_secs_f64()
+    };
+    const ROUNDS: usize = 21;
+    let (mut shares, mut parse_rates, mut replay_rates) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let (p, r) = if round % 2 == 0 {
+            let p = parse();
+            (p, replay())
+        } else {
+            let r = replay();
+            (parse(), r)
+        };
+        shares.push(p / r);
+        parse_rates.push(records as f64 / p / 1e3);
+        replay_rates.push(records as f64 / r / 1e3);
+    }
+    for v in [&mut shares, &mut parse_rates, &mut replay_rates] {
+        v.sort_by(f64::total_cmp);
+    }
+    let (lo, mid, hi) = (ROUNDS / 4, ROUNDS / 2, ROUNDS - 1 - ROUNDS / 4);
+    println!(
+        "replay_sim_management_api/paired_share: replay_decode_detect / parse_only_serde_minimal \
+         over {ROUNDS} back-to-back pairs: median {:.1}% (quartiles {:.1}-{:.1}%); \
+         medians {:.0} k and {:.0} k records/s",
+        100.0 * shares[mid],
+        100.0 * shares[lo],
+        100.0 * shares[hi],
+        replay_rates[mid],
+        parse_rates[mid],
+    );
 }
 
 criterion_group!(benches, bench);
