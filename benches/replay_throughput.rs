@@ -98,7 +98,11 @@ fn bench(c: &mut Criterion) {
     // rows above; reported beside them).
     group.bench_function("replay_decode_ahead_two_threads", |b| {
         b.iter(|| {
-            let mut ahead = mailsentry_ingest::DecodeAhead::spawn(decoder(), 512, 4).unwrap();
+            let mut ahead = mailsentry_ingest::DecodeAhead::spawn(
+                decoder(),
+                mailsentry_ingest::DECODE_AHEAD_BATCH,
+                mailsentry_ingest::DECODE_AHEAD_DEPTH,
+            );
             let mut detector = Detector::new(DetectConfig::default(), enrichment.clone());
             for item in ahead.by_ref() {
                 if let Decoded::Event(e) = item {

@@ -590,11 +590,6 @@ fn wall_time() -> chrono::DateTime<chrono::Utc> {
 
 const STATE_FILE: &str = "detector.json";
 
-/// Decoded records `replay`'s decoding thread hands to the detector at a time, and how many
-/// such batches may wait (a few MB between the two threads).
-const REPLAY_BATCH: usize = 512;
-const REPLAY_BATCHES: usize = 4;
-
 fn replay(args: ReplayArgs) -> Result<ExitCode> {
     use mailsentry_detect::Detector;
     let started = std::time::Instant::now();
@@ -641,8 +636,11 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     }
     // Decoding and the event-time merge run on a thread of their own, ahead of the detector
     // on this one: on two cores the replay takes about as long as the slower of the two.
-    let mut ahead = mailsentry_ingest::DecodeAhead::spawn(merged, REPLAY_BATCH, REPLAY_BATCHES)
-        .context("starting the decoding thread")?;
+    let mut ahead = mailsentry_ingest::DecodeAhead::spawn(
+        merged,
+        mailsentry_ingest::DECODE_AHEAD_BATCH,
+        mailsentry_ingest::DECODE_AHEAD_DEPTH,
+    );
     for item in ahead.by_ref() {
         match item {
             Decoded::Event(e) => detector.process(&e),

@@ -32,7 +32,7 @@ mod record_helpers;
 pub mod stream_decoder;
 pub mod strict_json;
 
-pub use decode_ahead::DecodeAhead;
+pub use decode_ahead::{DecodeAhead, DECODE_AHEAD_BATCH, DECODE_AHEAD_DEPTH};
 pub use decoder::{
     decode_record, DecodeStats, Decoder, InputFormat, RawRecord, RecordError, RecordOutcome,
     Reject, RejectClass,

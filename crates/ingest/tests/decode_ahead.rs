@@ -49,7 +49,7 @@ fn items_come_in_the_stream_order_whatever_the_batch_size() {
     assert!(expected.iter().any(|d| d.starts_with("event")));
     assert!(expected.iter().any(|d| d.starts_with("reject")));
     for (batch, depth) in [(1, 0), (3, 1), (512, 4), (100_000, 2)] {
-        let mut ahead = DecodeAhead::spawn(stream(&bytes), batch, depth).unwrap();
+        let mut ahead = DecodeAhead::spawn(stream(&bytes), batch, depth);
         let got: Vec<String> = ahead.by_ref().map(|d| describe(&d)).collect();
         assert_eq!(got, expected, "batch {batch}, depth {depth}");
         let back = ahead.finish();
@@ -58,9 +58,30 @@ fn items_come_in_the_stream_order_whatever_the_batch_size() {
 }
 
 #[test]
+fn the_count_follows_the_stream_as_of_each_batch() {
+    let bytes = input();
+    let mut direct = stream(&bytes);
+    let total = direct.by_ref().count();
+    let records = direct.stats().records;
+    let mut ahead =
+        DecodeAhead::spawn_counting(stream(&bytes), 3, 1, |s: &StreamDecoder| s.stats().records);
+    assert!(ahead.on_own_thread());
+    assert_eq!(ahead.counted(), 0, "nothing handed over yet");
+    let mut counts = Vec::new();
+    while ahead.next().is_some() {
+        counts.push(ahead.counted());
+    }
+    assert_eq!(counts.len(), total);
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+    assert!(counts[0] > 0 && counts[0] < records, "{counts:?}");
+    assert_eq!(counts.last(), Some(&records));
+    assert_eq!(ahead.finish().stats().records, records);
+}
+
+#[test]
 fn finishing_early_stops_the_decoding_thread() {
     let bytes = input();
-    let mut ahead = DecodeAhead::spawn(stream(&bytes), 1, 1).unwrap();
+    let mut ahead = DecodeAhead::spawn(stream(&bytes), 1, 1);
     assert!(ahead.next().is_some());
     // The thread is blocked on a full hand-over; finishing must not wait for the rest.
     let back = ahead.finish();
@@ -78,7 +99,7 @@ fn a_panic_while_decoding_reaches_the_consumer() {
             panic!("decoder bug");
         }
     });
-    let mut ahead = DecodeAhead::spawn(failing, 2, 1).unwrap();
+    let mut ahead = DecodeAhead::spawn(failing, 2, 1);
     for _ in ahead.by_ref() {}
     drop(ahead.finish());
 }

@@ -1,7 +1,7 @@
-//! One pass of the live detector over logs: decode every file, merge in event time, detect
-//! (optionally with a model and beside the reference rules), and hand the feature rows of the
-//! closed sessions to the caller in batches — to a Parquet writer ([`crate::frame`]) or into
-//! memory ([`run_pass`]).
+//! One pass of the live detector over logs: decode every file, merge in event time (on a
+//! thread of its own, ahead of the detector), detect (optionally with a model and beside the
+//! reference rules), and hand the feature rows of the closed sessions to the caller in
+//! batches — to a Parquet writer ([`crate::frame`]) or into memory ([`run_pass`]).
 
 use crate::TrainError;
 use mailsentry_detect::features::SessionFeatures;
@@ -9,7 +9,9 @@ use mailsentry_detect::model::Model;
 use mailsentry_detect::reference::{RefAlert, ReferenceDetectors};
 use mailsentry_detect::{DetectConfig, Detector, Enrichment};
 use mailsentry_events::Alert;
-use mailsentry_ingest::{DecodeOptions, Decoded, MergedEvents};
+use mailsentry_ingest::{
+    DecodeAhead, DecodeOptions, Decoded, MergedEvents, DECODE_AHEAD_BATCH, DECODE_AHEAD_DEPTH,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -60,7 +62,14 @@ pub fn stream_pass(
         .into_iter()
         .filter_map(Result::ok)
         .collect();
-    let mut merged = MergedEvents::new(files, DecodeOptions::default());
+    // Decoding and the event-time merge run on a thread of their own, ahead of the detector
+    // (as `mailsentry replay` does); the records read are reported as of each batch.
+    let mut ahead = DecodeAhead::spawn_counting(
+        MergedEvents::new(files, DecodeOptions::default()),
+        DECODE_AHEAD_BATCH,
+        DECODE_AHEAD_DEPTH,
+        |merged: &MergedEvents| merged.stats().records,
+    );
     let mut detector = Detector::new(config.clone(), enrichment.clone());
     detector.collect_feature_rows();
     detector.set_model(model);
@@ -75,7 +84,7 @@ pub fn stream_pass(
         at.sessions += rows.len() as u64;
         on_rows(rows)
     };
-    while let Some(item) = merged.next() {
+    while let Some(item) = ahead.next() {
         match item {
             Decoded::Event(e) => {
                 detector.process(&e);
@@ -86,13 +95,14 @@ pub fn stream_pass(
                 at.event_time = at.event_time.max(e.time.timestamp());
                 if events.is_multiple_of(BATCH_EVENTS) {
                     hand_over(&mut detector, &mut at)?;
-                    at.records = merged.stats().records;
+                    at.records = ahead.counted();
                     progress(&at);
                 }
             }
             Decoded::Reject(_) => rejected += 1,
         }
     }
+    let merged = ahead.finish();
     detector.finish();
     hand_over(&mut detector, &mut at)?;
     at.records = merged.stats().records;
