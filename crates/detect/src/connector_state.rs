@@ -44,7 +44,7 @@ pub struct ConnectorBaseline {
     /// Session starts by hour of week.
     pub week: WeekProfile,
     /// Mailboxes this connector has read (hashed).
-    #[serde(with = "crate::sorted_on_disk::set")]
+    #[serde(serialize_with = "crate::sorted_on_disk::set")]
     pub read: FxHashSet<u64>,
     /// TLS versions / ciphers seen (transport connectors).
     pub tls: ValueCounts,

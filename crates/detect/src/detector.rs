@@ -141,7 +141,7 @@ pub struct Detector {
     #[serde(with = "crate::pair_keyed")]
     connectors: BTreeMap<(String, String), ConnectorState>,
     /// When each mailbox was first read by anyone, per tenant.
-    #[serde(with = "crate::sorted_on_disk::map_of_maps")]
+    #[serde(serialize_with = "crate::sorted_on_disk::map_of_maps")]
     tenant_mailbox_first: BTreeMap<String, FxHashMap<u64, Secs>>,
     #[serde(with = "sessions_as_vec")]
     sessions: FxHashMap<u64, Session>,
@@ -157,7 +157,7 @@ pub struct Detector {
     #[serde(with = "crate::pair_keyed")]
     unlearned_open: BTreeMap<(String, String), BTreeSet<u64>>,
     /// Shared, so joining a token to each mailbox access copies a pointer, not its strings.
-    #[serde(with = "crate::sorted_on_disk::map")]
+    #[serde(serialize_with = "crate::sorted_on_disk::map")]
     tokens: FxHashMap<String, Arc<TokenInfo>>,
     token_order: VecDeque<(Secs, String)>,
     max_time: Secs,

@@ -8,101 +8,49 @@
 //! was saved from.
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::hash::Hash;
+use serde::{Serialize, Serializer};
+use std::collections::BTreeMap;
 
-/// `#[serde(with = "crate::sorted_on_disk::set")]` for an [`FxHashSet`]: a sorted array.
-pub mod set {
-    use super::*;
+// Written with `#[serde(serialize_with = ...)]`; read back as any map or set is.
 
-    /// Writes the set as an array in ascending order.
-    pub fn serialize<T: Ord + Serialize, S: Serializer>(
-        set: &FxHashSet<T>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        let mut v: Vec<&T> = set.iter().collect();
-        v.sort_unstable();
-        v.serialize(s)
-    }
-
-    /// Reads an array (in any order).
-    pub fn deserialize<'de, T, D>(d: D) -> Result<FxHashSet<T>, D::Error>
-    where
-        T: Deserialize<'de> + Eq + Hash,
-        D: Deserializer<'de>,
-    {
-        Ok(Vec::<T>::deserialize(d)?.into_iter().collect())
-    }
+/// An [`FxHashSet`] as an array in ascending order.
+pub fn set<T: Ord + Serialize, S: Serializer>(set: &FxHashSet<T>, s: S) -> Result<S::Ok, S::Error> {
+    let mut v: Vec<&T> = set.iter().collect();
+    v.sort_unstable();
+    v.serialize(s)
 }
 
-/// `#[serde(with = "crate::sorted_on_disk::map")]` for an [`FxHashMap`]: a map in key order
-/// (the form a `BTreeMap` is written in).
-pub mod map {
-    use super::*;
-    use std::collections::BTreeMap;
-
-    /// Writes the map in ascending key order.
-    pub fn serialize<K: Ord + Serialize, V: Serialize, S: Serializer>(
-        map: &FxHashMap<K, V>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        map.iter().collect::<BTreeMap<&K, &V>>().serialize(s)
-    }
-
-    /// Reads a map.
-    pub fn deserialize<'de, K, V, D>(d: D) -> Result<FxHashMap<K, V>, D::Error>
-    where
-        K: Deserialize<'de> + Ord + Eq + Hash,
-        V: Deserialize<'de>,
-        D: Deserializer<'de>,
-    {
-        Ok(BTreeMap::<K, V>::deserialize(d)?.into_iter().collect())
-    }
+/// An [`FxHashMap`] in ascending key order (the form a `BTreeMap` is written in).
+pub fn map<K: Ord + Serialize, V: Serialize, S: Serializer>(
+    map: &FxHashMap<K, V>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    map.iter().collect::<BTreeMap<&K, &V>>().serialize(s)
 }
 
-/// `#[serde(with = "crate::sorted_on_disk::map_of_maps")]` for string-keyed maps of
-/// [`FxHashMap`]s, both levels in key order.
-pub mod map_of_maps {
-    use super::*;
-    use std::collections::BTreeMap;
-
-    /// Writes both levels in ascending key order.
-    pub fn serialize<K: Ord + Serialize, V: Serialize, S: Serializer>(
-        map: &BTreeMap<String, FxHashMap<K, V>>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        map.iter()
-            .map(|(outer, inner)| (outer, inner.iter().collect::<BTreeMap<&K, &V>>()))
-            .collect::<BTreeMap<_, _>>()
-            .serialize(s)
-    }
-
-    /// Reads both levels.
-    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<String, FxHashMap<K, V>>, D::Error>
-    where
-        K: Deserialize<'de> + Ord + Eq + Hash,
-        V: Deserialize<'de>,
-        D: Deserializer<'de>,
-    {
-        Ok(BTreeMap::<String, BTreeMap<K, V>>::deserialize(d)?
-            .into_iter()
-            .map(|(outer, inner)| (outer, inner.into_iter().collect()))
-            .collect())
-    }
+/// A string-keyed map of [`FxHashMap`]s, both levels in ascending key order.
+pub fn map_of_maps<K: Ord + Serialize, V: Serialize, S: Serializer>(
+    map: &BTreeMap<String, FxHashMap<K, V>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    map.iter()
+        .map(|(outer, inner)| (outer, inner.iter().collect::<BTreeMap<&K, &V>>()))
+        .collect::<BTreeMap<_, _>>()
+        .serialize(s)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use serde::Deserialize;
 
     #[derive(Serialize, Deserialize, PartialEq, Debug)]
     struct Held {
-        #[serde(with = "set")]
+        #[serde(serialize_with = "set")]
         seen: FxHashSet<u64>,
-        #[serde(with = "map")]
+        #[serde(serialize_with = "map")]
         tokens: FxHashMap<String, u32>,
-        #[serde(with = "map_of_maps")]
+        #[serde(serialize_with = "map_of_maps")]
         first: BTreeMap<String, FxHashMap<u64, i64>>,
     }
 
