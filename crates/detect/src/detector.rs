@@ -417,9 +417,7 @@ impl Detector {
         tenant: &str,
         connector: &str,
     ) -> Option<Vec<(chrono::DateTime<chrono::Utc>, u64)>> {
-        let state = self
-            .connectors
-            .get(&(tenant.to_owned(), connector.to_owned()))?;
+        let state = pair_keyed::get(&self.connectors, tenant, connector)?;
         Some(
             state
                 .hourly
@@ -437,10 +435,7 @@ impl Detector {
     /// Forgets what a connector learned (after a planned change an analyst knows about): its
     /// baseline starts again with a new learning period. Returns false for an unknown connector.
     pub fn rebaseline(&mut self, tenant: &str, connector: &str) -> bool {
-        let Some(state) = self
-            .connectors
-            .get_mut(&(tenant.to_owned(), connector.to_owned()))
-        else {
+        let Some(state) = pair_keyed::get_mut(&mut self.connectors, tenant, connector) else {
             return false;
         };
         let name = state.name.take();
