@@ -91,7 +91,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("replay_decode_detect", |b| {
-        b.iter(|| black_box(replay_one_core(decoder(), &enrichment)))
+        b.iter(|| black_box(replay(decoder(), &enrichment)))
     });
     // What `mailsentry replay` does on a machine with two cores or more: decoding on a thread
     // of its own, ahead of the detector (two threads, so not comparable with the one-core
@@ -103,27 +103,17 @@ fn bench(c: &mut Criterion) {
                 mailsentry_ingest::DECODE_AHEAD_BATCH,
                 mailsentry_ingest::DECODE_AHEAD_DEPTH,
             );
-            let mut detector = Detector::new(DetectConfig::default(), enrichment.clone());
-            for item in ahead.by_ref() {
-                if let Decoded::Event(e) = item {
-                    detector.process(&e);
-                }
-            }
+            let alerts = replay(ahead.by_ref(), &enrichment);
             drop(ahead.finish());
-            detector.finish();
-            black_box(
-                detector
-                    .alerts(chrono::DateTime::from_timestamp(0, 0).unwrap())
-                    .len(),
-            )
+            black_box(alerts)
         })
     });
     group.finish();
     paired_share(input, records, &decoder, &enrichment);
 }
 
-/// The one-core replay: decode, sessionize, score, alerts; returns the number of alerts.
-fn replay_one_core(stream: StreamDecoder, enrichment: &Arc<Enrichment>) -> usize {
+/// The replay of a decoded stream: sessionize, score, alerts; returns the number of alerts.
+fn replay(stream: impl Iterator<Item = Decoded>, enrichment: &Arc<Enrichment>) -> usize {
     let mut detector = Detector::new(DetectConfig::default(), enrichment.clone());
     for item in stream {
         if let Decoded::Event(e) = item {
@@ -154,25 +144,25 @@ fn paired_share(
     if !filters.iter().all(|f| "paired_share".contains(f.as_str())) {
         return;
     }
-    let parse = || {
+    let parse_timed = || {
         let t = std::time::Instant::now();
         black_box(parse_only::parse_all(input));
         t.elapsed().as_secs_f64()
     };
-    let replay = || {
+    let replay_timed = || {
         let t = std::time::Instant::now();
-        black_box(replay_one_core(decoder(), enrichment));
+        black_box(replay(decoder(), enrichment));
         t.elapsed().as_secs_f64()
     };
     const ROUNDS: usize = 21;
     let (mut shares, mut parse_rates, mut replay_rates) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let (p, r) = if round % 2 == 0 {
-            let p = parse();
-            (p, replay())
+            let p = parse_timed();
+            (p, replay_timed())
         } else {
-            let r = replay();
-            (parse(), r)
+            let r = replay_timed();
+            (parse_timed(), r)
         };
         shares.push(p / r);
         parse_rates.push(records as f64 / p / 1e3);
