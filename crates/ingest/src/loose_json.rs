@@ -650,7 +650,7 @@ pub struct KeyOrder {
 #[derive(Debug)]
 struct KeySlot {
     /// The key's bytes followed by the closing `"`.
-    quoted: Vec<u8>,
+    quoted: Box<[u8]>,
     field: Option<u16>,
     /// No byte of the key would be escaped in JSON (`"`, `\`, control characters), so the key
     /// is written in the input exactly as `quoted`.
@@ -692,7 +692,7 @@ impl KeyOrder {
         self.pos = pos + 1;
         let field = lookup(key);
         let slot = KeySlot {
-            quoted: [key, b"\""].concat(),
+            quoted: [key, b"\""].concat().into_boxed_slice(),
             field,
             plain: !key.iter().any(|&b| matches!(b, b'"' | b'\\' | 0..=0x1f)),
         };
