@@ -259,10 +259,11 @@ pub fn evaluate(session: &Session, state: &ConnectorState, ctx: &ScoringContext)
         ip_text
             .as_ref()
             .map_or(session.network.as_str(), KeyText::as_str),
-        session
-            .asn
-            .map(|a| format!(
-                " (AS{a}{})",
+        asn_text
+            .as_ref()
+            .map(|asn| format!(
+                " ({}{})",
+                asn.as_str(),
                 session
                     .org
                     .as_deref()
@@ -499,10 +500,9 @@ pub fn evaluate(session: &Session, state: &ConnectorState, ctx: &ScoringContext)
         .as_ref()
         .filter(|_| declared != Some(true))
     {
-        let new_asn = session
-            .asn
-            .map(|a| b.asns.get(KeyText::asn(a).as_str()).is_none())
-            .unwrap_or(false);
+        let new_asn = asn_text
+            .as_ref()
+            .is_some_and(|asn| b.asns.get(asn.as_str()).is_none());
         if new_asn {
             rules.push(RuleHit {
                 id: "credential.concurrent_networks",
@@ -510,8 +510,8 @@ pub fn evaluate(session: &Session, state: &ConnectorState, ctx: &ScoringContext)
                 summary: say!(
                     explain,
                     "the connector's identity is used from {} ({}) while its usual network {} is active at the same time",
-                    session.ip.map(|i| i.to_string()).unwrap_or_default(),
-                    session.asn.map(|a| format!("AS{a}")).unwrap_or_default(),
+                    ip_text.as_ref().map_or("", KeyText::as_str),
+                    asn_text.as_ref().map_or("", KeyText::as_str),
                     other
                 ),
                 observed: explained!(explain, session.network.clone()),
