@@ -6,10 +6,10 @@ use crate::baseline::{NoveltyPool, Secs};
 use crate::connector_state::{
     ConnectorState, KeyState, MAX_MAILBOXES, MAX_TENANT_MAILBOXES, MAX_VALUES,
 };
+use crate::connector_table::{ConnectorId, ConnectorTable};
 use crate::enrichment::{is_internal, prefix_of, Enrichment};
 use crate::incidents::Incidents;
 use crate::key_text::KeyText;
-use crate::pair_keyed;
 use crate::scoring::{evaluate, hour_of_week, Evaluation, PoolRates, ScoringContext};
 use crate::sessions::{Activity, Session, SessionKey};
 use crate::DetectConfig;
@@ -138,8 +138,9 @@ pub struct Detector {
     config: DetectConfig,
     #[serde(skip)]
     enrichment: Arc<Enrichment>,
-    #[serde(with = "crate::pair_keyed")]
-    connectors: BTreeMap<(String, String), ConnectorState>,
+    /// Written as the `connectors` and `unlearned_open` lists (see [`ConnectorTable`]).
+    #[serde(flatten)]
+    connectors: ConnectorTable,
     /// When each mailbox was first read by anyone, per tenant.
     #[serde(serialize_with = "crate::sorted_on_disk::map_of_maps")]
     tenant_mailbox_first: BTreeMap<String, FxHashMap<u64, Secs>>,
@@ -154,8 +155,6 @@ pub struct Detector {
     touching: Vec<u64>,
     next_session: u64,
     deadlines: BinaryHeap<Reverse<(Secs, u64)>>,
-    #[serde(with = "crate::pair_keyed")]
-    unlearned_open: BTreeMap<(String, String), BTreeSet<u64>>,
     /// Shared, so joining a token to each mailbox access copies a pointer, not its strings.
     #[serde(serialize_with = "crate::sorted_on_disk::map")]
     tokens: FxHashMap<String, Arc<TokenInfo>>,
@@ -271,14 +270,13 @@ impl Detector {
         Detector {
             config,
             enrichment,
-            connectors: BTreeMap::new(),
+            connectors: ConnectorTable::default(),
             tenant_mailbox_first: BTreeMap::new(),
             sessions: FxHashMap::default(),
             by_key: FxHashMap::default(),
             touching: Vec::new(),
             next_session: 0,
             deadlines: BinaryHeap::new(),
-            unlearned_open: BTreeMap::new(),
             tokens: FxHashMap::default(),
             token_order: VecDeque::new(),
             max_time: i64::MIN,
@@ -417,7 +415,7 @@ impl Detector {
         tenant: &str,
         connector: &str,
     ) -> Option<Vec<(chrono::DateTime<chrono::Utc>, u64)>> {
-        let state = pair_keyed::get(&self.connectors, tenant, connector)?;
+        let state = self.connectors.get(tenant, connector)?;
         Some(
             state
                 .hourly
@@ -435,7 +433,7 @@ impl Detector {
     /// Forgets what a connector learned (after a planned change an analyst knows about): its
     /// baseline starts again with a new learning period. Returns false for an unknown connector.
     pub fn rebaseline(&mut self, tenant: &str, connector: &str) -> bool {
-        let Some(state) = pair_keyed::get_mut(&mut self.connectors, tenant, connector) else {
+        let Some(state) = self.connectors.get_mut(tenant, connector) else {
             return false;
         };
         let name = state.name.take();
@@ -498,8 +496,7 @@ impl Detector {
             }
             for mut s in held {
                 s.quarantined = false;
-                if let Some(state) = pair_keyed::get_mut(&mut self.connectors, &tenant, &connector)
-                {
+                if let Some(state) = self.connectors.get_mut(&tenant, &connector) {
                     state.suspicious_networks.remove(&s.network);
                 }
                 self.learn(s);
@@ -591,7 +588,8 @@ impl Detector {
     /// belongs to. Sessions are event-time windows: an event joins a session whose span,
     /// widened by the gap, contains it; one that touches two sessions bridges them into one;
     /// a session never grows past the maximum length. Out-of-order events therefore land in
-    /// the same sessions whatever order they arrive in.
+    /// the same sessions whatever order they arrive in. Returns the session and its
+    /// connector's index (the connector is added when new).
     fn session_for(
         &mut self,
         tenant: &str,
@@ -600,7 +598,8 @@ impl Detector {
         activity: Activity,
         t: Secs,
         late: bool,
-    ) -> u64 {
+    ) -> (u64, ConnectorId) {
+        let cid = self.connectors.id_or_insert(tenant, connector);
         let source = KeyText::source(ip);
         let source = source.as_str();
         let gap = self.config.session_gap_secs();
@@ -644,19 +643,20 @@ impl Detector {
                     connector: connector.to_owned(),
                     source: source.to_owned(),
                 };
-                self.open_session(key, activity, ip, t, late)
+                self.open_session(key, cid, activity, ip, t, late)
             }
         };
         let s = self.sessions.get_mut(&id).expect("session exists");
         s.first = s.first.min(t);
         s.last = s.last.max(t);
         s.events += 1;
-        id
+        (id, cid)
     }
 
     fn open_session(
         &mut self,
         key: SessionKey,
+        cid: ConnectorId,
         activity: Activity,
         ip: Option<IpAddr>,
         t: Secs,
@@ -683,15 +683,14 @@ impl Detector {
             .known(&s.key.connector)
             .and_then(|k| k.name.clone());
         self.stats.sessions_opened += 1;
-        let key = &s.key;
-        let state = pair_keyed::entry(&mut self.connectors, &key.tenant, &key.connector);
+        let state = self.connectors.at_mut(cid);
         if state.baseline.first_seen == 0 || t < state.baseline.first_seen {
             state.baseline.first_seen = t;
         }
         if !state.is_established(&s.network, t) {
-            pair_keyed::entry(&mut self.unlearned_open, &key.tenant, &key.connector).insert(id);
+            self.connectors.unlearned_open_mut(cid).insert(id);
         }
-        self.by_key.entry(key_hash(key)).or_default().push(id);
+        self.by_key.entry(key_hash(&s.key)).or_default().push(id);
         // The session's one deadline entry; it moves later only when it comes due (see
         // `pop_due`).
         self.deadlines
@@ -710,13 +709,8 @@ impl Detector {
                 self.by_key.remove(&h);
             }
         }
-        let (tenant, connector) = (s.key.tenant.as_str(), s.key.connector.as_str());
-        if let Some(set) = pair_keyed::get_mut(&mut self.unlearned_open, tenant, connector) {
-            set.remove(&id);
-            if set.is_empty() {
-                self.unlearned_open
-                    .remove(&(tenant, connector) as &dyn pair_keyed::Pair);
-            }
+        if let Some(cid) = self.connectors.id(&s.key.tenant, &s.key.connector) {
+            self.connectors.unlearned_open_mut(cid).remove(&id);
         }
         s
     }
@@ -764,28 +758,26 @@ impl Detector {
         }
     }
 
-    /// Notes the network activity of session `id` of (`tenant`, `connector`) at `t`, and marks
+    /// Notes the network activity of session `id` of connector `cid` at `t`, and marks
     /// concurrency between a learned network's activity and open sessions of the same connector
     /// from networks it never used.
-    fn note_network_activity(&mut self, id: u64, tenant: &str, connector: &str, t: Secs) {
+    fn note_network_activity(&mut self, id: u64, cid: ConnectorId, t: Secs) {
         let learning_secs = self.config.learning_secs();
-        let (Some(session), Some(state)) = (
-            self.sessions.get(&id),
-            pair_keyed::get_mut(&mut self.connectors, tenant, connector),
-        ) else {
+        let Some(session) = self.sessions.get(&id) else {
             return;
         };
+        let state = self.connectors.at_mut(cid);
         let network = session.network.as_str();
         state.note_network(network, t);
         if t - state.baseline.first_seen < learning_secs {
             return;
         }
         if state.is_established(network, t) {
-            let candidates: Vec<u64> =
-                match pair_keyed::get(&self.unlearned_open, tenant, connector) {
-                    Some(set) if !set.is_empty() => set.iter().copied().collect(),
-                    _ => return,
-                };
+            let open = self.connectors.unlearned_open(cid);
+            if open.is_empty() {
+                return;
+            }
+            let candidates: Vec<u64> = open.iter().copied().collect();
             let network = network.to_owned();
             for other in candidates {
                 let Some(s) = self.sessions.get(&other) else {
@@ -796,9 +788,7 @@ impl Detector {
                 if s.concurrent_with.is_some() || !overlapping || s.network == network {
                     continue;
                 }
-                let state =
-                    pair_keyed::get(&self.connectors, tenant, connector).expect("connector exists");
-                if state.is_established(&s.network, s.first) {
+                if self.connectors.at(cid).is_established(&s.network, s.first) {
                     continue;
                 }
                 if let Some(s) = self.sessions.get_mut(&other) {
@@ -825,7 +815,7 @@ impl Detector {
         };
         let tenant = event.tenant_id.as_deref().unwrap_or("unknown");
         let ip = m.client.as_ref().map(|c| c.ip);
-        let key = self.session_for(tenant, connector, ip, Activity::MailboxAccess, t, late);
+        let (key, cid) = self.session_for(tenant, connector, ip, Activity::MailboxAccess, t, late);
         let token = m
             .token_id
             .as_ref()
@@ -842,8 +832,7 @@ impl Detector {
         let items = m.operation_count.max(1);
         // One look-up of the connector for everything this event reads or adds there.
         let (learning, known_to_connector) = {
-            let state = pair_keyed::get_mut(&mut self.connectors, tenant, connector)
-                .expect("connector exists");
+            let state = self.connectors.at_mut(cid);
             let learning = t - state.baseline.first_seen < self.config.learning_secs();
             let known = mailbox.is_some_and(|(_, h)| state.baseline.read.contains(&h));
             state.add_hourly(t, items);
@@ -898,9 +887,9 @@ impl Detector {
             }
         }
         if let Some(k) = token.as_ref().and_then(|t| t.key_id.as_deref()) {
-            self.note_key_use(key, tenant, connector, k, t);
+            self.note_key_use(key, cid, k, t);
         }
-        self.note_network_activity(key, tenant, connector, t);
+        self.note_network_activity(key, cid, t);
         if self.sessions.get_mut(&key).is_some_and(|s| s.due()) {
             self.evaluate_session(key, t);
         }
@@ -908,12 +897,12 @@ impl Detector {
     }
 
     /// Notes the use of credential `key_id` by session `id` of connector `connector`.
-    fn note_key_use(&mut self, id: u64, tenant: &str, connector: &str, key_id: &str, t: Secs) {
+    fn note_key_use(&mut self, id: u64, cid: ConnectorId, key_id: &str, t: Secs) {
         let Some(session) = self.sessions.get(&id) else {
             return;
         };
         let grace = self.config.rotation_grace_secs();
-        let state = pair_keyed::entry(&mut self.connectors, tenant, connector);
+        let state = self.connectors.at_mut(cid);
         let learned = state.baseline.networks.get(&session.network).is_some();
         let k = entry_for(&mut state.keys, key_id, || KeyState {
             first: t,
@@ -956,7 +945,7 @@ impl Detector {
             );
         }
         let ip = s.client.as_ref().map(|c| c.ip);
-        let key = self.session_for(&tenant, &app, ip, Activity::MailboxAccess, t, late);
+        let (key, cid) = self.session_for(&tenant, &app, ip, Activity::MailboxAccess, t, late);
         {
             let sess = self.sessions.get_mut(&key).expect("session");
             if sess.connector_name.is_none() {
@@ -977,14 +966,15 @@ impl Detector {
             sess.add_evidence(&event.id);
         }
         if let (Some(k), true) = (&s.credential_key_id, s.success) {
-            self.note_key_use(key, &tenant, &app, k, t);
+            self.note_key_use(key, cid, k, t);
         }
         if let Some(name) = &s.actor.name {
-            if let Some(state) = pair_keyed::get_mut(&mut self.connectors, &tenant, &app) {
-                state.name.get_or_insert_with(|| name.clone());
-            }
+            self.connectors
+                .at_mut(cid)
+                .name
+                .get_or_insert_with(|| name.clone());
         }
-        self.note_network_activity(key, &tenant, &app, t);
+        self.note_network_activity(key, cid, t);
         if self.sessions.get_mut(&key).is_some_and(|s| s.due()) {
             self.evaluate_session(key, t);
         }
@@ -1001,7 +991,7 @@ impl Detector {
             return false;
         };
         let tenant = event.tenant_id.clone().unwrap_or_else(|| "unknown".into());
-        let state = self.connectors.entry((tenant, app)).or_default();
+        let state = self.connectors.entry(&tenant, &app);
         let by = c.actor.clone().unwrap_or_else(|| "unknown actor".into());
         for k in &c.key_ids_added {
             let entry = state.keys.entry(k.clone()).or_insert(KeyState {
@@ -1045,7 +1035,7 @@ impl Detector {
             .cloned()
             .or_else(|| event.tenant_id.clone())
             .unwrap_or_else(|| "unknown".into());
-        let key = self.session_for(
+        let (key, _) = self.session_for(
             &tenant,
             "mail-gateway",
             Some(ip),
@@ -1085,7 +1075,7 @@ impl Detector {
     fn score_session(&self, id: u64, now: Secs, explain: bool) -> Option<Evaluation> {
         let session = self.sessions.get(&id)?;
         let (tenant, connector) = (&session.key.tenant, &session.key.connector);
-        let state = pair_keyed::get(&self.connectors, tenant, connector)?;
+        let state = self.connectors.get(tenant, connector)?;
         let offset = self.tenant_offset(tenant, session.first);
         let hl = self.config.half_life_secs();
         // One pass over the pools (a level without a pool yet has the prior rate).
@@ -1150,9 +1140,7 @@ impl Detector {
             session.quarantined = true;
             let snapshot = session.clone();
             let key = &snapshot.key;
-            if let Some(state) =
-                pair_keyed::get_mut(&mut self.connectors, &key.tenant, &key.connector)
-            {
+            if let Some(state) = self.connectors.get_mut(&key.tenant, &key.connector) {
                 state.suspicious_networks.insert(snapshot.network.clone());
             }
             let before = self.probation.len();
@@ -1191,7 +1179,7 @@ impl Detector {
             self.stats.sessions_evicted += 1;
         }
         let key = &session.key;
-        let state = pair_keyed::entry(&mut self.connectors, &key.tenant, &key.connector);
+        let state = self.connectors.entry(&key.tenant, &key.connector);
         if session.quarantined {
             state.quarantined += 1;
             self.stats.sessions_quarantined += 1;
@@ -1237,7 +1225,7 @@ impl Detector {
         let learning_secs = self.config.learning_secs();
         let grace = self.config.rotation_grace_secs();
         let offset = self.tenant_offset(&key.tenant, session.first);
-        let state = pair_keyed::entry(&mut self.connectors, &key.tenant, &key.connector);
+        let state = self.connectors.entry(&key.tenant, &key.connector);
         let b = &mut state.baseline;
         let t = session.last;
         let learning = t - b.first_seen < learning_secs;
