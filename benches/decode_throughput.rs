@@ -91,8 +91,13 @@ fn bench(c: &mut Criterion) {
             let mut n = 0u64;
             for line in input.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
                 let text = std::str::from_utf8(line).unwrap();
-                let rec = mailsentry_ingest::strict_json::read_strict(text, &mut buffers, |de| {
-                    mailsentry_ingest::json_record::JsonRecord::from_strict(de, Some(&mut order))
+                let mut rec = mailsentry_ingest::json_record::JsonRecord::default();
+                mailsentry_ingest::strict_json::read_strict(text, &mut buffers, |de| {
+                    mailsentry_ingest::json_record::JsonRecord::fill_strict(
+                        de,
+                        &mut rec,
+                        Some(&mut order),
+                    )
                 })
                 .unwrap();
                 n += rec.operation_count.is_some() as u64;

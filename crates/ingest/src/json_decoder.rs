@@ -86,9 +86,12 @@ impl Decoder for JsonDecoder {
         if !self.general_only {
             if let Ok(text) = std::str::from_utf8(raw.bytes) {
                 let key_order = &mut self.key_order;
-                if let Some(rec) = read_strict(text, &mut self.strict, |de| {
-                    JsonRecord::from_strict(de, Some(key_order))
-                }) {
+                let mut rec = JsonRecord::default();
+                if read_strict(text, &mut self.strict, |de| {
+                    JsonRecord::fill_strict(de, &mut rec, Some(key_order))
+                })
+                .is_some()
+                {
                     return decode_json_value(&rec, &raw, out, 0);
                 }
             }

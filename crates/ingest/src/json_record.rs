@@ -32,7 +32,7 @@ impl<'de> crate::strict_json::StrictRecord<'de> for SubRecord<'de> {
     fn read_record(
         de: &mut crate::strict_json::StrictJson<'de, '_>,
     ) -> Result<Self, crate::strict_json::Refused> {
-        JsonRecord::from_strict(de, None).map(SubRecord)
+        JsonRecord::from_strict(de).map(SubRecord)
     }
 }
 

@@ -765,8 +765,9 @@ impl Visitor<'_> for FieldSeed<'_> {
 ///
 /// The struct is read two ways that fill it alike: through serde (`Deserialize`, any parser)
 /// and through the strict reader ([`StrictRecord`](crate::strict_json::StrictRecord),
-/// `from_strict`), which reads the fields directly. Large records are read straight onto the
-/// heap (`deserialize_boxed`, `from_strict`) so they are never copied as they are returned.
+/// `fill_strict`, `from_strict`), which reads the fields directly. Large records are read where
+/// they live (`fill_strict` into the caller's record) or straight onto the heap
+/// (`deserialize_boxed`, `from_strict`), so they are never copied as they are returned.
 macro_rules! case_insensitive_record {
     (
         $(#[$meta:meta])*
@@ -821,14 +822,12 @@ macro_rules! case_insensitive_record {
                 Ok(record)
             }
 
-            /// Reads a record onto the heap with the strict reader; `order` predicts the keys
-            /// of a top-level record of a stream.
+            /// Reads a nested record onto the heap with the strict reader.
             pub fn from_strict(
                 de: &mut $crate::strict_json::StrictJson<'a, '_>,
-                order: Option<&mut $crate::loose_json::KeyOrder>,
             ) -> Result<Box<Self>, $crate::strict_json::Refused> {
                 let mut record = Box::<Self>::default();
-                Self::fill_strict(de, &mut record, order)?;
+                Self::fill_strict(de, &mut record, None)?;
                 Ok(record)
             }
 
@@ -843,7 +842,10 @@ macro_rules! case_insensitive_record {
                 })
             }
 
-            fn fill_strict(
+            /// Fills `record` (a default one) with the strict reader; `order` predicts the keys
+            /// of a top-level record of a stream. For a record read where it lives: no heap
+            /// copy, and nothing moved.
+            pub fn fill_strict(
                 de: &mut $crate::strict_json::StrictJson<'a, '_>,
                 record: &mut Self,
                 order: Option<&mut $crate::loose_json::KeyOrder>,

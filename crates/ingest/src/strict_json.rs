@@ -390,7 +390,7 @@ impl<'de, 's> StrictJson<'de, 's> {
 }
 
 /// Record reading without serde's visitors, for [`case_insensitive_record!`] types
-/// (`from_strict`): objects key by key, scalar fields straight into [`Loose`].
+/// (`fill_strict`, `from_strict`): objects key by key, scalar fields straight into [`Loose`].
 ///
 /// [`case_insensitive_record!`]: crate::loose_json
 impl<'de> StrictJson<'de, '_> {

@@ -95,8 +95,9 @@ fn the_strict_reader_refuses_what_it_does_not_read_exactly() {
     for text in refused {
         let mut scratch = StrictBuffers::default();
         let mut order = Default::default();
+        let mut record = JsonRecord::default();
         let read = read_strict(text, &mut scratch, |de| {
-            JsonRecord::from_strict(de, Some(&mut order))
+            JsonRecord::fill_strict(de, &mut record, Some(&mut order))
         });
         assert!(read.is_none(), "accepted {text}");
         assert_alike(text.as_bytes());
@@ -104,7 +105,7 @@ fn the_strict_reader_refuses_what_it_does_not_read_exactly() {
     // Deeper than the strict limit, shallower than serde_json's: the general path reads it.
     let deep = format!("{{\"a\":{}1{}}}", "[".repeat(110), "]".repeat(110));
     let mut scratch = StrictBuffers::default();
-    assert!(read_strict(&deep, &mut scratch, |de| JsonRecord::from_strict(de, None)).is_none());
+    assert!(read_strict(&deep, &mut scratch, JsonRecord::from_strict).is_none());
     assert_alike(deep.as_bytes());
 }
 
@@ -120,8 +121,7 @@ fn escapes_integers_and_nesting_read_as_serde_json_reads_them() {
         "AppAccessContext":{"UniqueTokenId":"tok","Extra":{"deep":[{"x":[null,false]}]}},
         "Item":{"Id":"i","ParentFolder":{"Path":"\\Sent"}}, "Unknown":{"k":[1,"2",{"3":4}]}}"#;
     let mut scratch = StrictBuffers::default();
-    let strict = read_strict(text, &mut scratch, |de| JsonRecord::from_strict(de, None))
-        .expect("strict reads it");
+    let strict = read_strict(text, &mut scratch, JsonRecord::from_strict).expect("strict reads it");
     let general: JsonRecord = serde_json::from_str(text).expect("serde_json reads it");
     assert_eq!(format!("{strict:?}"), format!("{general:?}"));
     assert!(assert_alike(text.as_bytes()), "the fast path took it");
