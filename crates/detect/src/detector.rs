@@ -147,9 +147,9 @@ pub struct Detector {
     #[serde(with = "sessions_as_vec")]
     sessions: FxHashMap<u64, Session>,
     #[serde(skip)]
-    /// Open session ids by a hash of their key (the sessions hold the key itself; lookups
-    /// compare it, so a hash collision cannot mix two sources).
-    by_key: FxHashMap<u64, Vec<u64>>,
+    /// Open session ids by their connector's index and source address, which name their key
+    /// (tenant, connector, source) exactly.
+    by_key: FxHashMap<(ConnectorId, Option<IpAddr>), Vec<u64>>,
     /// Scratch for `session_for` (the sessions an event may join), kept to spare an allocation.
     #[serde(skip)]
     touching: Vec<u64>,
@@ -193,26 +193,6 @@ mod sessions_as_vec {
         let v: Vec<Session> = Vec::deserialize(d)?;
         Ok(v.into_iter().map(|s| (s.id, s)).collect())
     }
-}
-
-fn key_hash(key: &SessionKey) -> u64 {
-    key_parts_hash(&key.tenant, &key.connector, &key.source)
-}
-
-/// [`key_hash`] of a key given by its parts (no key built per event).
-/// The parts are joined (each ended by a zero byte) on the stack when they fit: a one-shot
-/// hash costs a third of a streaming one on keys this short.
-fn key_parts_hash(tenant: &str, connector: &str, source: &str) -> u64 {
-    let parts = [tenant.as_bytes(), connector.as_bytes(), source.as_bytes()];
-    let len = parts.iter().map(|p| p.len() + 1).sum::<usize>();
-    hash_written(len, |buf| {
-        let mut at = 0;
-        for p in parts {
-            buf[at..at + p.len()].copy_from_slice(p);
-            buf[at + p.len()] = 0;
-            at += p.len() + 1;
-        }
-    })
 }
 
 /// The xxh3 hash of the `len` bytes `fill` writes, written on the stack when they fit.
@@ -322,8 +302,9 @@ impl Detector {
         let mut ids: Vec<u64> = d.sessions.keys().copied().collect();
         ids.sort_unstable();
         for id in ids {
-            let key = d.sessions[&id].key.clone();
-            d.by_key.entry(key_hash(&key)).or_default().push(id);
+            let s = &d.sessions[&id];
+            let cid = d.connectors.id_or_insert(&s.key.tenant, &s.key.connector);
+            d.by_key.entry((cid, s.ip)).or_default().push(id);
         }
         Ok(d)
     }
@@ -600,20 +581,14 @@ impl Detector {
         late: bool,
     ) -> (u64, ConnectorId) {
         let cid = self.connectors.id_or_insert(tenant, connector);
-        let source = KeyText::source(ip);
-        let source = source.as_str();
         let gap = self.config.session_gap_secs();
         let max = self.config.session_max_secs();
         let mut touching = std::mem::take(&mut self.touching);
         touching.clear();
-        if let Some(ids) = self.by_key.get(&key_parts_hash(tenant, connector, source)) {
+        if let Some(ids) = self.by_key.get(&(cid, ip)) {
             touching.extend(ids.iter().copied().filter(|id| {
                 let s = &self.sessions[id];
-                s.key.tenant == tenant
-                    && s.key.connector == connector
-                    && s.key.source == source
-                    && t >= s.first - gap
-                    && t <= s.last + gap
+                t >= s.first - gap && t <= s.last + gap
             }));
         }
         let mut chosen: Option<u64> = None;
@@ -641,7 +616,7 @@ impl Detector {
                 let key = SessionKey {
                     tenant: tenant.to_owned(),
                     connector: connector.to_owned(),
-                    source: source.to_owned(),
+                    source: KeyText::source(ip).as_str().to_owned(),
                 };
                 self.open_session(key, cid, activity, ip, t, late)
             }
@@ -690,7 +665,7 @@ impl Detector {
         if !state.is_established(&s.network, t) {
             self.connectors.unlearned_open_mut(cid).insert(id);
         }
-        self.by_key.entry(key_hash(&s.key)).or_default().push(id);
+        self.by_key.entry((cid, ip)).or_default().push(id);
         // The session's one deadline entry; it moves later only when it comes due (see
         // `pop_due`).
         self.deadlines
@@ -702,16 +677,18 @@ impl Detector {
     /// Takes a session out of every index.
     fn remove_session(&mut self, id: u64) -> Session {
         let s = self.sessions.remove(&id).expect("session exists");
-        let h = key_hash(&s.key);
-        if let Some(ids) = self.by_key.get_mut(&h) {
+        let cid = self
+            .connectors
+            .id(&s.key.tenant, &s.key.connector)
+            .expect("a session's connector is known");
+        let slot = (cid, s.ip);
+        if let Some(ids) = self.by_key.get_mut(&slot) {
             ids.retain(|x| *x != id);
             if ids.is_empty() {
-                self.by_key.remove(&h);
+                self.by_key.remove(&slot);
             }
         }
-        if let Some(cid) = self.connectors.id(&s.key.tenant, &s.key.connector) {
-            self.connectors.unlearned_open_mut(cid).remove(&id);
-        }
+        self.connectors.unlearned_open_mut(cid).remove(&id);
         s
     }
 
