@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub(crate) type ConnectorId = u32;
 
 /// Connectors by (tenant, connector), each at an index fixed when it is first seen.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub(crate) struct ConnectorTable {
     ids: BTreeMap<(String, String), ConnectorId>,
     states: Vec<ConnectorState>,
