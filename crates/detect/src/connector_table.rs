@@ -1,18 +1,20 @@
 //! Every connector's state, by (tenant, connector).
 //!
 //! An event names its connector by two strings (a tenant id and an app id, often 36 characters
-//! each). The detector finds them once per event and then reaches the connector's state, and
-//! the open sessions it watches for concurrency, by a dense index: connectors are never
-//! dropped, so an index stays valid for the detector's life.
+//! each). The detector finds them once per event and then reaches the connector's state by a
+//! dense index: connectors are never dropped, so an index stays valid for the detector's life.
 //!
-//! On disk the table is the two lists the detector wrote before it had one (`connectors`:
-//! `[[tenant, connector], state]` pairs; `unlearned_open`: the non-empty session sets), both in
-//! key order, so snapshots written before still load and the state written is the same.
+//! On disk the table is the list the detector wrote before it had one (`[[tenant, connector],
+//! state]` pairs in key order), read straight into the table, so snapshots written before still
+//! load and the state written is the same.
 
 use crate::connector_state::ConnectorState;
 use crate::pair_keyed::{self, Pair};
+use serde::de::{SeqAccess, Visitor};
+use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::fmt;
 
 /// A connector's place in the table.
 pub(crate) type ConnectorId = u32;
@@ -22,9 +24,10 @@ pub(crate) type ConnectorId = u32;
 pub(crate) struct ConnectorTable {
     ids: BTreeMap<(String, String), ConnectorId>,
     states: Vec<ConnectorState>,
-    /// Per connector: its open sessions from networks it had not established when they
-    /// opened (the candidates for concurrent use).
-    unlearned_open: Vec<BTreeSet<u64>>,
+    /// Per connector: how many of its open sessions come from networks it had not established
+    /// when they opened (the detector keeps which, by name; this spares the look-up when there
+    /// are none). Not written: the detector counts them again when it restores.
+    unlearned_open: Vec<u32>,
 }
 
 impl ConnectorTable {
@@ -44,11 +47,17 @@ impl ConnectorTable {
         if let Some(id) = self.id(tenant, connector) {
             return id;
         }
+        self.push(
+            (tenant.to_owned(), connector.to_owned()),
+            Default::default(),
+        )
+    }
+
+    fn push(&mut self, key: (String, String), state: ConnectorState) -> ConnectorId {
         let id = ConnectorId::try_from(self.states.len()).expect("fewer than 2^32 connectors");
-        self.ids
-            .insert((tenant.to_owned(), connector.to_owned()), id);
-        self.states.push(ConnectorState::default());
-        self.unlearned_open.push(BTreeSet::new());
+        self.ids.insert(key, id);
+        self.states.push(state);
+        self.unlearned_open.push(0);
         id
     }
 
@@ -78,13 +87,13 @@ impl ConnectorTable {
         self.at_mut(id)
     }
 
-    /// The open sessions of connector `id` from networks it had not established.
-    pub fn unlearned_open(&self, id: ConnectorId) -> &BTreeSet<u64> {
-        &self.unlearned_open[id as usize]
+    /// Open sessions of connector `id` from networks it had not established.
+    pub fn unlearned_open(&self, id: ConnectorId) -> u32 {
+        self.unlearned_open[id as usize]
     }
 
-    /// Same, mutable.
-    pub fn unlearned_open_mut(&mut self, id: ConnectorId) -> &mut BTreeSet<u64> {
+    /// Same, to count one in or out.
+    pub fn unlearned_open_mut(&mut self, id: ConnectorId) -> &mut u32 {
         &mut self.unlearned_open[id as usize]
     }
 
@@ -94,59 +103,40 @@ impl ConnectorTable {
     }
 }
 
-/// The table as written: the lists a detector wrote before it had one.
-#[derive(Serialize)]
-struct TableOnDisk<'a> {
-    connectors: Vec<(&'a (String, String), &'a ConnectorState)>,
-    unlearned_open: Vec<(&'a (String, String), &'a BTreeSet<u64>)>,
-}
-
-#[derive(Deserialize)]
-struct TableFromDisk {
-    connectors: Vec<((String, String), ConnectorState)>,
-    unlearned_open: Vec<((String, String), BTreeSet<u64>)>,
-}
-
 impl Serialize for ConnectorTable {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        TableOnDisk {
-            connectors: self.iter().collect(),
-            unlearned_open: self
-                .ids
-                .iter()
-                .map(|(key, &id)| (key, self.unlearned_open(id)))
-                .filter(|(_, set)| !set.is_empty())
-                .collect(),
+        let mut seq = s.serialize_seq(Some(self.len()))?;
+        for pair in self.iter() {
+            seq.serialize_element(&pair)?;
         }
-        .serialize(s)
+        seq.end()
     }
 }
 
 impl<'de> Deserialize<'de> for ConnectorTable {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let disk = TableFromDisk::deserialize(d)?;
-        let mut table = ConnectorTable::default();
-        for ((tenant, connector), state) in disk.connectors {
-            *table.entry(&tenant, &connector) = state;
+        struct Pairs;
+        impl<'de> Visitor<'de> for Pairs {
+            type Value = ConnectorTable;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of [[tenant, connector], state] pairs")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ConnectorTable, A::Error> {
+                let mut table = ConnectorTable::default();
+                while let Some((key, state)) =
+                    seq.next_element::<((String, String), ConnectorState)>()?
+                {
+                    match table.id(key.parts().0, key.parts().1) {
+                        Some(id) => *table.at_mut(id) = state,
+                        None => {
+                            table.push(key, state);
+                        }
+                    }
+                }
+                Ok(table)
+            }
         }
-        for ((tenant, connector), sessions) in disk.unlearned_open {
-            let id = table.id_or_insert(&tenant, &connector);
-            table.unlearned_open_mut(id).extend(sessions);
-        }
-        Ok(table)
-    }
-}
-
-impl PartialEq for ConnectorTable {
-    /// Equal when the same connectors have equal states and sessions, whatever their indexes.
-    fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len()
-            && self.ids.iter().all(|(key, &id)| {
-                let (tenant, connector) = key.parts();
-                other.id(tenant, connector).is_some_and(|o| {
-                    self.at(id) == other.at(o) && self.unlearned_open(id) == other.unlearned_open(o)
-                })
-            })
+        d.deserialize_seq(Pairs)
     }
 }
 
@@ -155,7 +145,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn indexes_stay_put_and_the_disk_form_is_the_old_lists() {
+    fn indexes_stay_put_and_the_disk_form_is_the_old_list() {
         let mut table = ConnectorTable::default();
         let b = table.id_or_insert("t2", "app");
         let a = table.id_or_insert("t1", "app");
@@ -164,23 +154,26 @@ mod tests {
         assert_eq!(table.id("t1", "app"), Some(a));
         assert_eq!(table.id("t1", "other"), None);
         table.at_mut(a).quarantined = 3;
-        table.unlearned_open_mut(b).insert(7);
+        *table.unlearned_open_mut(b) += 1;
         assert_eq!(table.get("t1", "app").map(|s| s.quarantined), Some(3));
+        assert_eq!((table.unlearned_open(a), table.unlearned_open(b)), (0, 1));
 
+        // Written in key order, as the B-tree it replaces was.
         let json = serde_json::to_value(&table).unwrap();
-        // Key order, and only the non-empty session sets, as the two maps were written.
-        assert_eq!(json["connectors"][0][0], serde_json::json!(["t1", "app"]));
-        assert_eq!(json["connectors"][1][0], serde_json::json!(["t2", "app"]));
-        assert_eq!(
-            json["unlearned_open"],
-            serde_json::json!([[["t2", "app"], [7]]])
-        );
+        assert_eq!(json[0][0], serde_json::json!(["t1", "app"]));
+        assert_eq!(json[0][1]["quarantined"], 3);
+        assert_eq!(json[1][0], serde_json::json!(["t2", "app"]));
+        let old: BTreeMap<(String, String), ConnectorState> =
+            table.iter().map(|(k, s)| (k.clone(), s.clone())).collect();
+        let mut old_form = Vec::new();
+        pair_keyed::serialize(&old, &mut serde_json::Serializer::new(&mut old_form)).unwrap();
+        assert_eq!(serde_json::to_vec(&table).unwrap(), old_form);
 
+        // Read back in key order the indexes differ; the connectors and states are the same.
         let back: ConnectorTable = serde_json::from_value(json.clone()).unwrap();
-        assert!(back == table);
         assert_eq!(serde_json::to_value(&back).unwrap(), json);
-        // Read back in key order, the indexes differ; the table is the same.
         assert_eq!(back.id("t1", "app"), Some(0));
-        assert_eq!(back.unlearned_open(back.id("t2", "app").unwrap()).len(), 1);
+        assert_eq!(back.get("t1", "app").map(|s| s.quarantined), Some(3));
+        assert_eq!(back.unlearned_open(back.id("t2", "app").unwrap()), 0);
     }
 }

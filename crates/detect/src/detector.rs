@@ -10,6 +10,7 @@ use crate::connector_table::{ConnectorId, ConnectorTable};
 use crate::enrichment::{is_internal, prefix_of, Enrichment};
 use crate::incidents::Incidents;
 use crate::key_text::KeyText;
+use crate::pair_keyed;
 use crate::scoring::{evaluate, hour_of_week, Evaluation, PoolRates, ScoringContext};
 use crate::sessions::{Activity, Session, SessionKey};
 use crate::DetectConfig;
@@ -138,8 +139,7 @@ pub struct Detector {
     config: DetectConfig,
     #[serde(skip)]
     enrichment: Arc<Enrichment>,
-    /// Written as the `connectors` and `unlearned_open` lists (see [`ConnectorTable`]).
-    #[serde(flatten)]
+    /// Written as a list of `[[tenant, connector], state]` pairs (see [`ConnectorTable`]).
     connectors: ConnectorTable,
     /// When each mailbox was first read by anyone, per tenant.
     #[serde(serialize_with = "crate::sorted_on_disk::map_of_maps")]
@@ -155,6 +155,10 @@ pub struct Detector {
     touching: Vec<u64>,
     next_session: u64,
     deadlines: BinaryHeap<Reverse<(Secs, u64)>>,
+    /// Per connector, its open sessions from networks it had not established when they opened
+    /// (the table counts them, so a connector with none is not looked up here).
+    #[serde(with = "crate::pair_keyed")]
+    unlearned_open: BTreeMap<(String, String), BTreeSet<u64>>,
     /// Shared, so joining a token to each mailbox access copies a pointer, not its strings.
     #[serde(serialize_with = "crate::sorted_on_disk::map")]
     tokens: FxHashMap<String, Arc<TokenInfo>>,
@@ -257,6 +261,7 @@ impl Detector {
             touching: Vec::new(),
             next_session: 0,
             deadlines: BinaryHeap::new(),
+            unlearned_open: BTreeMap::new(),
             tokens: FxHashMap::default(),
             token_order: VecDeque::new(),
             max_time: i64::MIN,
@@ -305,6 +310,10 @@ impl Detector {
             let s = &d.sessions[&id];
             let cid = d.connectors.id_or_insert(&s.key.tenant, &s.key.connector);
             d.by_key.entry((cid, s.ip)).or_default().push(id);
+        }
+        for ((tenant, connector), open) in &d.unlearned_open {
+            let cid = d.connectors.id_or_insert(tenant, connector);
+            *d.connectors.unlearned_open_mut(cid) = open.len() as u32;
         }
         Ok(d)
     }
@@ -663,7 +672,8 @@ impl Detector {
             state.baseline.first_seen = t;
         }
         if !state.is_established(&s.network, t) {
-            self.connectors.unlearned_open_mut(cid).insert(id);
+            *self.connectors.unlearned_open_mut(cid) += 1;
+            pair_keyed::entry(&mut self.unlearned_open, &s.key.tenant, &s.key.connector).insert(id);
         }
         self.by_key.entry((cid, ip)).or_default().push(id);
         // The session's one deadline entry; it moves later only when it comes due (see
@@ -688,7 +698,18 @@ impl Detector {
                 self.by_key.remove(&slot);
             }
         }
-        self.connectors.unlearned_open_mut(cid).remove(&id);
+        let (tenant, connector) = (s.key.tenant.as_str(), s.key.connector.as_str());
+        if self.connectors.unlearned_open(cid) > 0 {
+            if let Some(set) = pair_keyed::get_mut(&mut self.unlearned_open, tenant, connector) {
+                if set.remove(&id) {
+                    *self.connectors.unlearned_open_mut(cid) -= 1;
+                }
+                if set.is_empty() {
+                    self.unlearned_open
+                        .remove(&(tenant, connector) as &dyn pair_keyed::Pair);
+                }
+            }
+        }
         s
     }
 
@@ -750,11 +771,15 @@ impl Detector {
             return;
         }
         if state.is_established(network, t) {
-            let open = self.connectors.unlearned_open(cid);
-            if open.is_empty() {
+            if self.connectors.unlearned_open(cid) == 0 {
                 return;
             }
-            let candidates: Vec<u64> = open.iter().copied().collect();
+            let key = &session.key;
+            let candidates: Vec<u64> =
+                match pair_keyed::get(&self.unlearned_open, &key.tenant, &key.connector) {
+                    Some(set) => set.iter().copied().collect(),
+                    None => return,
+                };
             let network = network.to_owned();
             for other in candidates {
                 let Some(s) = self.sessions.get(&other) else {

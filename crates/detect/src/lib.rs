@@ -232,6 +232,28 @@ pub(crate) mod pair_keyed {
         map.get(&(a, b) as &dyn Pair)
     }
 
+    /// The value under (`a`, `b`), mutable.
+    pub fn get_mut<'m, V>(
+        map: &'m mut BTreeMap<(String, String), V>,
+        a: &str,
+        b: &str,
+    ) -> Option<&'m mut V> {
+        map.get_mut(&(a, b) as &dyn Pair)
+    }
+
+    /// The value under (`a`, `b`), a default one inserted first (the key is copied only when
+    /// it is new).
+    pub fn entry<'m, V: Default>(
+        map: &'m mut BTreeMap<(String, String), V>,
+        a: &str,
+        b: &str,
+    ) -> &'m mut V {
+        if !map.contains_key(&(a, b) as &dyn Pair) {
+            map.insert((a.to_owned(), b.to_owned()), V::default());
+        }
+        map.get_mut(&(a, b) as &dyn Pair).expect("inserted above")
+    }
+
     pub fn serialize<V: Serialize, S: Serializer>(
         map: &BTreeMap<(String, String), V>,
         s: S,
@@ -277,5 +299,9 @@ mod tests {
         for (a, b) in [("a", "b"), ("t", "ap"), ("", ""), ("abc", "d")] {
             assert_eq!(pair_keyed::get(&map, a, b), None, "{a:?} {b:?}");
         }
+        *pair_keyed::entry(&mut map, "t", "app") += 10;
+        assert_eq!(map[&("t".to_string(), "app".to_string())], 14);
+        *pair_keyed::entry(&mut map, "new", "one") += 1;
+        assert_eq!(map.len(), keys.len() + 1);
     }
 }
