@@ -609,7 +609,7 @@ impl Detector {
                 Some(c) => {
                     let into = &self.sessions[&c];
                     if into.last.max(last) - into.first.min(first) <= max {
-                        let other = self.remove_session(id);
+                        let (other, _) = self.remove_session(id);
                         let into = self.sessions.get_mut(&c).expect("chosen session");
                         into.merge(other);
                         self.stats.sessions_merged += 1;
@@ -684,8 +684,8 @@ impl Detector {
         id
     }
 
-    /// Takes a session out of every index.
-    fn remove_session(&mut self, id: u64) -> Session {
+    /// Takes a session out of every index; returns it with its connector's index.
+    fn remove_session(&mut self, id: u64) -> (Session, ConnectorId) {
         let s = self.sessions.remove(&id).expect("session exists");
         let cid = self
             .connectors
@@ -710,7 +710,7 @@ impl Detector {
                 }
             }
         }
-        s
+        (s, cid)
     }
 
     /// The open session with the earliest current deadline (its last event plus the gap),
@@ -898,7 +898,7 @@ impl Detector {
         true
     }
 
-    /// Notes the use of credential `key_id` by session `id` of connector `connector`.
+    /// Notes the use of credential `key_id` by session `id` of connector `cid`.
     fn note_key_use(&mut self, id: u64, cid: ConnectorId, key_id: &str, t: Secs) {
         let Some(session) = self.sessions.get(&id) else {
             return;
@@ -1174,16 +1174,14 @@ impl Detector {
                 self.feature_rows.get_or_insert_with(Vec::new).push(row);
             }
         }
-        let session = self.remove_session(id);
+        let (session, cid) = self.remove_session(id);
         self.stats.sessions_closed += 1;
         self.stats.session_events += session.events;
         if evicted {
             self.stats.sessions_evicted += 1;
         }
-        let key = &session.key;
-        let state = self.connectors.entry(&key.tenant, &key.connector);
         if session.quarantined {
-            state.quarantined += 1;
+            self.connectors.at_mut(cid).quarantined += 1;
             self.stats.sessions_quarantined += 1;
             // Kept (bounded) until an analyst's label releases or discards it.
             self.quarantine.push_back(session);
