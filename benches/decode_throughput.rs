@@ -53,7 +53,7 @@ fn bench(c: &mut Criterion) {
             let mut n = 0u64;
             while let Some(item) = framer.next_item().unwrap() {
                 if let mailsentry_ingest::json_framing::Framed::Record { .. } = item {
-                    n += framer.record().len() as u64;
+                    n += framer.record().unwrap().len() as u64;
                 }
             }
             black_box(n)

@@ -69,15 +69,23 @@ pub enum Framed {
 }
 
 /// Streaming JSON record splitter over any reader.
+///
+/// A record on a line of its own (the NDJSON fast path) is handed out where it lies in the
+/// reader's buffer: its bytes stay unconsumed until the next call, so `fill_buf` must give
+/// unconsumed bytes back without reading (as `BufReader`, `Cursor` and `&[u8]` do).
 pub struct JsonFramer<R> {
     reader: R,
     state: ScanState,
+    /// Bytes scanned but left in the reader's buffer while the record in them is read.
+    unconsumed: usize,
 }
 
 /// The scanner's state, kept apart from the reader so a chunk can be scanned in place.
 struct ScanState {
     max_record: usize,
     record: Vec<u8>,
+    /// Where in the chunk scanned last the record taken whole lies (then `record` is unused).
+    in_place: Option<std::ops::Range<usize>>,
     record_len: u64,
     oversize: bool,
     too_deep: bool,
@@ -105,18 +113,17 @@ impl<R: BufRead> JsonFramer<R> {
         JsonFramer {
             reader,
             state: ScanState::new(max_record),
+            unconsumed: 0,
         }
     }
 
-    /// The bytes of the record last returned by [`JsonFramer::next_item`].
-    pub fn record(&self) -> &[u8] {
-        &self.state.record
-    }
-
-    /// Swaps the record last returned into `buf` (the framer keeps `buf`'s old allocation), so a
-    /// caller can decode the record while the framer reads on, without copying it.
-    pub fn swap_record(&mut self, buf: &mut Vec<u8>) {
-        std::mem::swap(&mut self.state.record, buf);
+    /// The bytes of the record last returned by [`JsonFramer::next_item`]: in the reader's
+    /// buffer for a whole line, else as the scanner gathered them.
+    pub fn record(&mut self) -> io::Result<&[u8]> {
+        match self.state.in_place.clone() {
+            Some(range) => Ok(&self.reader.fill_buf()?[range]),
+            None => Ok(&self.state.record),
+        }
     }
 
     /// Bytes consumed so far.
@@ -127,6 +134,8 @@ impl<R: BufRead> JsonFramer<R> {
     /// The next record or reject; `None` at the end of the stream. I/O errors are returned as
     /// errors (the caller reports them against the file).
     pub fn next_item(&mut self) -> io::Result<Option<Framed>> {
+        self.reader.consume(std::mem::take(&mut self.unconsumed));
+        self.state.in_place = None;
         if self.state.finished {
             return Ok(None);
         }
@@ -141,7 +150,11 @@ impl<R: BufRead> JsonFramer<R> {
                 return Ok(self.state.at_end());
             }
             let (consumed, result) = self.state.scan(chunk);
-            self.reader.consume(consumed);
+            if self.state.in_place.is_some() {
+                self.unconsumed = consumed;
+            } else {
+                self.reader.consume(consumed);
+            }
             if result.is_some() {
                 return Ok(result);
             }
@@ -154,6 +167,7 @@ impl ScanState {
         ScanState {
             max_record,
             record: Vec::with_capacity(4096),
+            in_place: None,
             record_len: 0,
             oversize: false,
             too_deep: false,
@@ -284,7 +298,7 @@ impl ScanState {
 
     /// NDJSON fast path: at the start of a line in a stream known to hold one record per line,
     /// a complete line that opens with `{` and closes with `}` is taken whole, found with
-    /// `memchr` instead of scanning every byte. Anything else (a line split across reads,
+    /// `memchr` instead of scanning every byte, and left where it is (`in_place`). Anything else (a line split across reads,
     /// an array, a line that does not close, an oversize line) is left to the full scanner, and
     /// the record decoder checks the JSON itself: a line that ends inside a string is a
     /// truncated record, and one nested deeper than [`MAX_DEPTH`] is rejected as too deep
@@ -303,8 +317,7 @@ impl ScanState {
         if rest.first() != Some(&b'{') || end == 0 || line[end - 1] != b'}' {
             return None;
         }
-        self.record.clear();
-        self.record.extend_from_slice(&line[..end]);
+        self.in_place = Some(i..i + end);
         self.record_len = end as u64;
         let framed = Framed::Record {
             line: self.line,
@@ -576,5 +589,53 @@ impl ScanState {
             });
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every record (its bytes) and reject (its class) as framed, through a buffer of
+    /// `capacity` bytes.
+    fn framed(input: &[u8], capacity: usize) -> Vec<(u64, u64, String)> {
+        let reader = io::BufReader::with_capacity(capacity, input);
+        let mut framer = JsonFramer::new(reader, 1 << 20);
+        let mut out = Vec::new();
+        while let Some(item) = framer.next_item().expect("in memory") {
+            out.push(match item {
+                Framed::Record { line, offset } => {
+                    let bytes = framer.record().expect("in memory");
+                    (line, offset, String::from_utf8_lossy(bytes).into_owned())
+                }
+                Framed::Reject {
+                    line,
+                    offset,
+                    error,
+                } => (line, offset, format!("reject {:?}", error.class)),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn whole_lines_read_in_place_are_the_records_whatever_the_buffer() {
+        let input = b"{\"a\":1}\n{\"b\":\"x\\\"y\"}  \r\n\n{\"c\":\n2}\n{\"d\":[1,2]}\n{\"e\":0}";
+        let whole = framed(input, 4096);
+        let text = |(line, offset, s): &(u64, u64, String)| (*line, *offset, s.clone());
+        assert_eq!(text(&whole[0]), (1, 0, r#"{"a":1}"#.into()));
+        assert_eq!(text(&whole[1]), (2, 8, r#"{"b":"x\"y"}"#.into()));
+        // A record broken over two lines of a one-record-per-line stream: two located rejects.
+        assert_eq!(text(&whole[2]), (4, 25, "reject Truncated".into()));
+        assert_eq!(text(&whole[3]), (5, 31, "reject InvalidJson".into()));
+        assert_eq!(text(&whole[4]), (6, 34, r#"{"d":[1,2]}"#.into()));
+        // The last line has no newline: the scanner gathers it.
+        assert_eq!(text(&whole[5]), (7, 46, r#"{"e":0}"#.into()));
+        assert_eq!(whole.len(), 6);
+        // Small buffers split lines (the scanner gathers them); large ones hold whole lines,
+        // which are handed out where they lie. Both frame alike.
+        for capacity in [1, 3, 8, 16, 64] {
+            assert_eq!(framed(input, capacity), whole, "buffer of {capacity} bytes");
+        }
     }
 }

@@ -158,17 +158,21 @@ fn read_head(reader: Box<dyn Read + Send>) -> io::Result<(Vec<u8>, Box<dyn Read 
 
 /// Decodes one input stream (a file, standard input, an HTTP body).
 pub struct StreamDecoder {
-    file: Arc<str>,
     framing: Framing,
-    decoder: Box<dyn Decoder + Send>,
     options: DecodeOptions,
+    out: Output,
+}
+
+/// The decoding side of a [`StreamDecoder`], apart from the framing that feeds it, so a record
+/// is decoded where the framer holds it (in the read buffer, not copied out).
+struct Output {
+    file: Arc<str>,
+    decoder: Box<dyn Decoder + Send>,
     /// Rejects not yet handed out.
     pending: VecDeque<Decoded>,
     /// The events of the last record, last first (handed out with `pop`, no copy through a
     /// queue). A record yields events or a reject, never both, so one of the two is empty.
     events: Vec<Event>,
-    /// The record being decoded, swapped with the framer's buffer (no copy per record).
-    scratch: Vec<u8>,
     stats: DecodeStats,
 }
 
@@ -278,22 +282,133 @@ impl StreamDecoder {
             }
         }
         StreamDecoder {
-            file: name,
             framing,
-            decoder,
             options,
-            pending,
-            events: Vec::new(),
-            scratch: Vec::new(),
-            stats,
+            out: Output {
+                file: name,
+                decoder,
+                pending,
+                events: Vec::new(),
+                stats,
+            },
         }
     }
 
     /// Counters so far (complete once the iterator is exhausted).
     pub fn stats(&self) -> &DecodeStats {
-        &self.stats
+        &self.out.stats
     }
 
+    fn io_failure(&mut self, e: io::Error, offset: u64) {
+        let class =
+            if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::UnexpectedEof {
+                RejectClass::Truncated
+            } else {
+                RejectClass::Io
+            };
+        self.out.reject(
+            0,
+            offset,
+            RecordError::new(class, format!("reading stopped: {e}")),
+        );
+        self.framing = Framing::Done;
+    }
+
+    /// Frames and decodes until something is pending or the input is exhausted.
+    fn fill(&mut self) {
+        while self.out.pending.is_empty() && self.out.events.is_empty() {
+            match &mut self.framing {
+                Framing::Done => return,
+                Framing::Json(framer) => match framer.next_item() {
+                    Ok(None) => self.framing = Framing::Done,
+                    Ok(Some(Framed::Record { line, offset })) => match framer.record() {
+                        Ok(bytes) => {
+                            let len = bytes.len() as u64;
+                            self.out.run_decoder(bytes, line, offset, len);
+                        }
+                        Err(e) => {
+                            let at = framer.position();
+                            self.io_failure(e, at);
+                        }
+                    },
+                    Ok(Some(Framed::Reject {
+                        line,
+                        offset,
+                        error,
+                    })) => self.out.reject(line, offset, error),
+                    Err(e) => {
+                        let at = framer.position();
+                        self.io_failure(e, at);
+                    }
+                },
+                Framing::Lines(framer) => match framer.next_line() {
+                    Ok(None) => self.framing = Framing::Done,
+                    Ok(Some(l)) => {
+                        if l.oversize {
+                            let max = self.options.max_record_size;
+                            self.out.reject(
+                                l.line,
+                                l.offset,
+                                RecordError::new(
+                                    RejectClass::Oversize,
+                                    format!("line of {} bytes exceeds the maximum record size of {max} bytes", l.len),
+                                ),
+                            );
+                            continue;
+                        }
+                        if l.unterminated_quote {
+                            self.out.reject(
+                                l.line,
+                                l.offset,
+                                RecordError::new(
+                                    RejectClass::Truncated,
+                                    "input ends inside a quoted CSV field",
+                                ),
+                            );
+                            continue;
+                        }
+                        let bytes = framer.bytes().to_vec();
+                        self.out.run_decoder(&bytes, l.line, l.offset, l.len);
+                    }
+                    Err(e) => self.io_failure(e, 0),
+                },
+                Framing::Eml(reader) => {
+                    let Some(reader) = reader.take() else {
+                        self.framing = Framing::Done;
+                        continue;
+                    };
+                    match read_message_headers(reader, self.options.max_record_size) {
+                        Ok((headers, total)) => self.out.run_decoder(&headers, 1, 0, total),
+                        Err(e) => self.io_failure(e, 0),
+                    }
+                    self.framing = Framing::Done;
+                }
+                Framing::Mbox(framer) => match framer.next_message() {
+                    Ok(None) => self.framing = Framing::Done,
+                    Ok(Some(m)) => {
+                        let bytes = framer.headers().to_vec();
+                        if m.oversize_headers {
+                            let max = self.options.max_record_size;
+                            self.out.reject(
+                                m.line,
+                                m.offset,
+                                RecordError::new(
+                                    RejectClass::Oversize,
+                                    format!("message header block exceeds the maximum record size of {max} bytes"),
+                                ),
+                            );
+                            continue;
+                        }
+                        self.out.run_decoder(&bytes, m.line, m.offset, m.total_len);
+                    }
+                    Err(e) => self.io_failure(e, 0),
+                },
+            }
+        }
+    }
+}
+
+impl Output {
     fn reject(&mut self, line: u64, offset: u64, error: RecordError) {
         *self.stats.rejected.entry(error.class).or_default() += 1;
         self.stats.records += 1;
@@ -341,111 +456,6 @@ impl StreamDecoder {
         // Only a decoded record hands out what its decoder produced.
         self.events.clear();
     }
-
-    fn io_failure(&mut self, e: io::Error, offset: u64) {
-        let class =
-            if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::UnexpectedEof {
-                RejectClass::Truncated
-            } else {
-                RejectClass::Io
-            };
-        self.reject(
-            0,
-            offset,
-            RecordError::new(class, format!("reading stopped: {e}")),
-        );
-        self.framing = Framing::Done;
-    }
-
-    /// Frames and decodes until something is pending or the input is exhausted.
-    fn fill(&mut self) {
-        while self.pending.is_empty() && self.events.is_empty() {
-            match &mut self.framing {
-                Framing::Done => return,
-                Framing::Json(framer) => match framer.next_item() {
-                    Ok(None) => self.framing = Framing::Done,
-                    Ok(Some(Framed::Record { line, offset })) => {
-                        let mut bytes = std::mem::take(&mut self.scratch);
-                        framer.swap_record(&mut bytes);
-                        let len = bytes.len() as u64;
-                        self.run_decoder(&bytes, line, offset, len);
-                        self.scratch = bytes;
-                    }
-                    Ok(Some(Framed::Reject {
-                        line,
-                        offset,
-                        error,
-                    })) => self.reject(line, offset, error),
-                    Err(e) => {
-                        let at = framer.position();
-                        self.io_failure(e, at);
-                    }
-                },
-                Framing::Lines(framer) => match framer.next_line() {
-                    Ok(None) => self.framing = Framing::Done,
-                    Ok(Some(l)) => {
-                        if l.oversize {
-                            let max = self.options.max_record_size;
-                            self.reject(
-                                l.line,
-                                l.offset,
-                                RecordError::new(
-                                    RejectClass::Oversize,
-                                    format!("line of {} bytes exceeds the maximum record size of {max} bytes", l.len),
-                                ),
-                            );
-                            continue;
-                        }
-                        if l.unterminated_quote {
-                            self.reject(
-                                l.line,
-                                l.offset,
-                                RecordError::new(
-                                    RejectClass::Truncated,
-                                    "input ends inside a quoted CSV field",
-                                ),
-                            );
-                            continue;
-                        }
-                        let bytes = framer.bytes().to_vec();
-                        self.run_decoder(&bytes, l.line, l.offset, l.len);
-                    }
-                    Err(e) => self.io_failure(e, 0),
-                },
-                Framing::Eml(reader) => {
-                    let Some(reader) = reader.take() else {
-                        self.framing = Framing::Done;
-                        continue;
-                    };
-                    match read_message_headers(reader, self.options.max_record_size) {
-                        Ok((headers, total)) => self.run_decoder(&headers, 1, 0, total),
-                        Err(e) => self.io_failure(e, 0),
-                    }
-                    self.framing = Framing::Done;
-                }
-                Framing::Mbox(framer) => match framer.next_message() {
-                    Ok(None) => self.framing = Framing::Done,
-                    Ok(Some(m)) => {
-                        let bytes = framer.headers().to_vec();
-                        if m.oversize_headers {
-                            let max = self.options.max_record_size;
-                            self.reject(
-                                m.line,
-                                m.offset,
-                                RecordError::new(
-                                    RejectClass::Oversize,
-                                    format!("message header block exceeds the maximum record size of {max} bytes"),
-                                ),
-                            );
-                            continue;
-                        }
-                        self.run_decoder(&bytes, m.line, m.offset, m.total_len);
-                    }
-                    Err(e) => self.io_failure(e, 0),
-                },
-            }
-        }
-    }
 }
 
 impl Iterator for StreamDecoder {
@@ -453,9 +463,9 @@ impl Iterator for StreamDecoder {
 
     fn next(&mut self) -> Option<Decoded> {
         self.fill();
-        match self.events.pop() {
+        match self.out.events.pop() {
             Some(event) => Some(Decoded::Event(event)),
-            None => self.pending.pop_front(),
+            None => self.out.pending.pop_front(),
         }
     }
 }

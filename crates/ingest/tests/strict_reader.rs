@@ -31,7 +31,7 @@ fn fixture_records(path: &Path) -> Vec<Vec<u8>> {
     let mut records = Vec::new();
     while let Some(item) = framer.next_item().expect("read") {
         if let Framed::Record { .. } = item {
-            records.push(framer.record().to_vec());
+            records.push(framer.record().expect("read").to_vec());
         }
     }
     records
