@@ -55,7 +55,6 @@ case_insensitive_record! {
         "activitydisplayname" => activity_display_name: Loose<'a>,
         "organizationid" => organization_id: Loose<'a>,
         "tenantid" | "aadtenantid" => tenant_id: Loose<'a>,
-        "organizationname" => organization_name: Loose<'a>,
         "usertype" => user_type: Loose<'a>,
         "userid" => user_id: Loose<'a>,
         "userprincipalname" => user_principal_name: Loose<'a>,
@@ -117,12 +116,8 @@ case_insensitive_record! {
         "requesturi" => request_uri: Loose<'a>,
         "responsestatuscode" => response_status_code: Loose<'a>,
         "responsesizebytes" => response_size_bytes: Loose<'a>,
-        "clientauthmethod" => client_auth_method: Loose<'a>,
         "targetresources" => target_resources: List<TargetResource<'a>>,
         "initiatedby" => initiated_by: Nested<InitiatedBy<'a>>,
-        "externalaccess" => external_access: Loose<'a>,
-        "originatingserver" => originating_server: Loose<'a>,
-        "isinteractive" => is_interactive: Loose<'a>,
     }
 }
 
