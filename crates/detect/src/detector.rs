@@ -307,9 +307,14 @@ impl Detector {
         let mut ids: Vec<u64> = d.sessions.keys().copied().collect();
         ids.sort_unstable();
         for id in ids {
-            let s = &d.sessions[&id];
+            let s = d.sessions.get_mut(&id).expect("listed");
             let cid = d.connectors.id_or_insert(&s.key.tenant, &s.key.connector);
+            s.connector_id = cid;
             d.by_key.entry((cid, s.ip)).or_default().push(id);
+        }
+        let held = d.probation.iter_mut().map(|(_, s)| s);
+        for s in held.chain(d.quarantine.iter_mut()) {
+            s.connector_id = d.connectors.id_or_insert(&s.key.tenant, &s.key.connector);
         }
         for ((tenant, connector), open) in &d.unlearned_open {
             let cid = d.connectors.id_or_insert(tenant, connector);
@@ -653,6 +658,7 @@ impl Detector {
         self.next_session += 1;
         let network = ip.map(prefix_of).unwrap_or_else(|| "none".into());
         let mut s = Session::new(id, key, activity, ip, network, t);
+        s.connector_id = cid;
         if let Some(ip) = ip.filter(|i| !is_internal(*i)) {
             let place = self.enrichment.lookup(ip);
             s.asn = place.asn;
@@ -1076,8 +1082,8 @@ impl Detector {
     /// the reasons' sentences (see `evaluate_session`).
     fn score_session(&self, id: u64, now: Secs, explain: bool) -> Option<Evaluation> {
         let session = self.sessions.get(&id)?;
-        let (tenant, connector) = (&session.key.tenant, &session.key.connector);
-        let state = self.connectors.get(tenant, connector)?;
+        let tenant = &session.key.tenant;
+        let state = self.connectors.at(session.connector_id);
         let offset = self.tenant_offset(tenant, session.first);
         let hl = self.config.half_life_secs();
         // One pass over the pools (a level without a pool yet has the prior rate).
@@ -1225,51 +1231,56 @@ impl Detector {
         let learning_secs = self.config.learning_secs();
         let grace = self.config.rotation_grace_secs();
         let offset = self.tenant_offset(&key.tenant, session.first);
-        let state = self.connectors.entry(&key.tenant, &key.connector);
+        let state = self.connectors.at_mut(session.connector_id);
         let b = &mut state.baseline;
         let t = session.last;
         let learning = t - b.first_seen < learning_secs;
         b.last_seen = b.last_seen.max(t);
         b.sessions += 1;
-        let mut novel: Vec<(&'static str, bool)> = Vec::new();
+        // After the learning period, whether each value was new feeds its level's pool.
+        let pools = &mut self.pools;
+        let mut novel = |level: &str, was_new: bool| {
+            if learning {
+                return;
+            }
+            match pools.get_mut(level) {
+                Some(pool) => pool.observe(was_new, t, hl),
+                None => pools
+                    .entry(level.to_owned())
+                    .or_default()
+                    .observe(was_new, t, hl),
+            }
+        };
         if let Some(ip) = session.ip {
-            novel.push((
+            let ip = KeyText::ip(ip);
+            novel(
                 "ip",
-                b.ips
-                    .observe(KeyText::ip(ip).as_str(), t, hl, learning, MAX_VALUES),
-            ));
+                b.ips.observe(ip.as_str(), t, hl, learning, MAX_VALUES),
+            );
         }
-        novel.push((
+        novel(
             "network",
             b.networks
                 .observe(&session.network, t, hl, learning, MAX_VALUES),
-        ));
+        );
         if let Some(a) = session.asn {
-            novel.push((
+            let asn = KeyText::asn(a);
+            novel(
                 "asn",
-                b.asns
-                    .observe(KeyText::asn(a).as_str(), t, hl, learning, MAX_VALUES),
-            ));
+                b.asns.observe(asn.as_str(), t, hl, learning, MAX_VALUES),
+            );
         }
         if let Some(c) = &session.country {
-            novel.push((
+            novel(
                 "country",
                 b.countries.observe(c, t, hl, learning, MAX_VALUES),
-            ));
+            );
         }
         for a in &session.agents {
-            novel.push(("agent", b.agents.observe(a, t, hl, learning, MAX_VALUES)));
+            novel("agent", b.agents.observe(a, t, hl, learning, MAX_VALUES));
         }
         for k in &session.keys {
-            novel.push(("key", b.keys.observe(k, t, hl, learning, MAX_VALUES)));
-        }
-        if !learning {
-            for (level, was_new) in novel {
-                self.pools
-                    .entry(level.to_owned())
-                    .or_default()
-                    .observe(was_new, t, hl);
-            }
+            novel("key", b.keys.observe(k, t, hl, learning, MAX_VALUES));
         }
         for tls in &session.tls {
             b.tls.observe(tls, t, hl, learning, MAX_VALUES);

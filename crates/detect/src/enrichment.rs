@@ -4,7 +4,7 @@
 //! database the /24 (IPv4) or /48 (IPv6) prefix stands in for the network.
 
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 /// An error loading an enrichment database.
@@ -262,20 +262,7 @@ impl Enrichment {
 
 /// The /24 (IPv4) or /48 (IPv6) an address is in, as text (`203.0.113.0/24`).
 pub fn prefix_of(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => prefix_of(IpAddr::V4(v4)),
-            None => {
-                let s = v6.segments();
-                let net = Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0);
-                format!("{net}/48")
-            }
-        },
-    }
+    crate::key_text::KeyText::network(ip).as_str().to_owned()
 }
 
 /// True for addresses that never identify an outside network (private, loopback, link-local).

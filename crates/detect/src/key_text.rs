@@ -3,7 +3,7 @@
 //! learned). The text is exactly what `Display` writes.
 
 use std::io::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One key text on the stack.
 pub struct KeyText {
@@ -38,38 +38,66 @@ impl KeyText {
         self.push(&digits[at..]);
     }
 
+    /// Dotted decimal octets, as `Ipv4Addr`'s `Display` writes them.
+    fn push_octets(&mut self, octets: &[u8]) {
+        let mut at = self.len;
+        for (i, &octet) in octets.iter().enumerate() {
+            if i > 0 {
+                self.buf[at] = b'.';
+                at += 1;
+            }
+            if octet >= 100 {
+                self.buf[at] = b'0' + octet / 100;
+                at += 1;
+            }
+            if octet >= 10 {
+                self.buf[at] = b'0' + octet / 10 % 10;
+                at += 1;
+            }
+            self.buf[at] = b'0' + octet % 10;
+            at += 1;
+        }
+        self.len = at;
+    }
+
     /// An address as `Display` writes it (IPv4 dotted quads directly, IPv6 through `Display`).
     pub fn ip(ip: IpAddr) -> Self {
         let mut text = KeyText::empty();
         match ip {
-            IpAddr::V4(v4) => {
-                let mut at = 0;
-                for (i, octet) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        text.buf[at] = b'.';
-                        at += 1;
-                    }
-                    if octet >= 100 {
-                        text.buf[at] = b'0' + octet / 100;
-                        at += 1;
-                    }
-                    if octet >= 10 {
-                        text.buf[at] = b'0' + octet / 10 % 10;
-                        at += 1;
-                    }
-                    text.buf[at] = b'0' + octet % 10;
-                    at += 1;
-                }
-                text.len = at;
-            }
-            IpAddr::V6(_) => {
-                let mut cursor = std::io::Cursor::new(&mut text.buf[..]);
-                // An IPv6 address is at most 45 characters: the write cannot fail.
-                let _ = write!(cursor, "{ip}");
-                text.len = cursor.position() as usize;
-            }
+            IpAddr::V4(v4) => text.push_octets(&v4.octets()),
+            IpAddr::V6(_) => text.push_display(ip),
         }
         text
+    }
+
+    /// The network an address stands in for without an AS number: its IPv4 /24 (IPv4-mapped
+    /// addresses included) or IPv6 /48, as `a.b.c.0/24` or `x:y:z::/48`.
+    pub fn network(ip: IpAddr) -> Self {
+        let mut text = KeyText::empty();
+        match ip {
+            IpAddr::V4(v4) => text.push_network_v4(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => text.push_network_v4(v4),
+                None => {
+                    let s = v6.segments();
+                    text.push_display(Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0));
+                    text.push(b"/48");
+                }
+            },
+        }
+        text
+    }
+
+    fn push_network_v4(&mut self, v4: Ipv4Addr) {
+        self.push_octets(&v4.octets()[..3]);
+        self.push(b".0/24");
+    }
+
+    /// Writes through `Display` (an IPv6 address is at most 45 characters: it fits).
+    fn push_display(&mut self, value: impl std::fmt::Display) {
+        let mut cursor = std::io::Cursor::new(&mut self.buf[self.len..]);
+        let _ = write!(cursor, "{value}");
+        self.len += cursor.position() as usize;
     }
 
     /// A session's source: its address, or `none` without one.
@@ -117,6 +145,15 @@ mod tests {
             assert_eq!(KeyText::ip(ip).as_str(), ip.to_string());
         }
         assert_eq!(KeyText::source(None).as_str(), "none");
+        for (ip, network) in [
+            ("203.0.113.7", "203.0.113.0/24"),
+            ("0.0.0.0", "0.0.0.0/24"),
+            ("::ffff:192.0.2.1", "192.0.2.0/24"),
+            ("2001:db8:1:2::7", "2001:db8:1::/48"),
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(KeyText::network(ip).as_str(), network);
+        }
         assert_eq!(KeyText::asn(0).as_str(), "AS0");
         assert_eq!(KeyText::asn(u32::MAX).as_str(), format!("AS{}", u32::MAX));
     }

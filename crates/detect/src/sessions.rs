@@ -99,6 +99,11 @@ pub struct Session {
     pub late_events: u64,
     /// Connector display name, when a log named it.
     pub connector_name: Option<String>,
+    /// Its connector's index in the detector's table, so learning and scoring reach the
+    /// connector without finding it by name. Not written: the detector sets it again when it
+    /// restores.
+    #[serde(skip)]
+    pub(crate) connector_id: crate::connector_table::ConnectorId,
 }
 
 impl Session {
@@ -144,6 +149,7 @@ impl Session {
             quarantined: false,
             late_events: 0,
             connector_name: None,
+            connector_id: 0,
         }
     }
 
