@@ -491,9 +491,10 @@ impl Detector {
             }
             for mut s in held {
                 s.quarantined = false;
-                if let Some(state) = self.connectors.get_mut(&tenant, &connector) {
-                    state.suspicious_networks.remove(&s.network);
-                }
+                self.connectors
+                    .at_mut(s.connector_id)
+                    .suspicious_networks
+                    .remove(&s.network);
                 self.learn(s);
             }
             for s in self.sessions.values_mut().filter(|s| belongs(s)) {
@@ -614,7 +615,7 @@ impl Detector {
                 Some(c) => {
                     let into = &self.sessions[&c];
                     if into.last.max(last) - into.first.min(first) <= max {
-                        let (other, _) = self.remove_session(id);
+                        let other = self.remove_session(id);
                         let into = self.sessions.get_mut(&c).expect("chosen session");
                         into.merge(other);
                         self.stats.sessions_merged += 1;
@@ -690,13 +691,10 @@ impl Detector {
         id
     }
 
-    /// Takes a session out of every index; returns it with its connector's index.
-    fn remove_session(&mut self, id: u64) -> (Session, ConnectorId) {
+    /// Takes a session out of every index.
+    fn remove_session(&mut self, id: u64) -> Session {
         let s = self.sessions.remove(&id).expect("session exists");
-        let cid = self
-            .connectors
-            .id(&s.key.tenant, &s.key.connector)
-            .expect("a session's connector is known");
+        let cid = s.connector_id;
         let slot = (cid, s.ip);
         if let Some(ids) = self.by_key.get_mut(&slot) {
             ids.retain(|x| *x != id);
@@ -716,7 +714,7 @@ impl Detector {
                 }
             }
         }
-        (s, cid)
+        s
     }
 
     /// The open session with the earliest current deadline (its last event plus the gap),
@@ -1147,10 +1145,10 @@ impl Detector {
             let session = self.sessions.get_mut(&id)?;
             session.quarantined = true;
             let snapshot = session.clone();
-            let key = &snapshot.key;
-            if let Some(state) = self.connectors.get_mut(&key.tenant, &key.connector) {
-                state.suspicious_networks.insert(snapshot.network.clone());
-            }
+            self.connectors
+                .at_mut(snapshot.connector_id)
+                .suspicious_networks
+                .insert(snapshot.network.clone());
             let before = self.probation.len();
             self.probation.retain(|(_, s)| s.key != snapshot.key);
             self.stats.sessions_quarantined += (before - self.probation.len()) as u64;
@@ -1180,14 +1178,14 @@ impl Detector {
                 self.feature_rows.get_or_insert_with(Vec::new).push(row);
             }
         }
-        let (session, cid) = self.remove_session(id);
+        let session = self.remove_session(id);
         self.stats.sessions_closed += 1;
         self.stats.session_events += session.events;
         if evicted {
             self.stats.sessions_evicted += 1;
         }
         if session.quarantined {
-            self.connectors.at_mut(cid).quarantined += 1;
+            self.connectors.at_mut(session.connector_id).quarantined += 1;
             self.stats.sessions_quarantined += 1;
             // Kept (bounded) until an analyst's label releases or discards it.
             self.quarantine.push_back(session);

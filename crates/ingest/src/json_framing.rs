@@ -298,8 +298,9 @@ impl ScanState {
 
     /// NDJSON fast path: at the start of a line in a stream known to hold one record per line,
     /// a complete line that opens with `{` and closes with `}` is taken whole, found with
-    /// `memchr` instead of scanning every byte, and left where it is (`in_place`). Anything else (a line split across reads,
-    /// an array, a line that does not close, an oversize line) is left to the full scanner, and
+    /// `memchr` instead of scanning every byte, and left where it is (`in_place`). Anything
+    /// else (a line split across reads, an array, a line that does not close, an oversize
+    /// line) is left to the full scanner, and
     /// the record decoder checks the JSON itself: a line that ends inside a string is a
     /// truncated record, and one nested deeper than [`MAX_DEPTH`] is rejected as too deep
     /// before any parser that recurses reads it ([`nests_deeper_than`]).
