@@ -6,14 +6,9 @@
 
 use assert_cmd::Command;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+mod common;
+use common::repo_root;
 
 fn mailsentry() -> Command {
     let mut cmd = Command::cargo_bin("mailsentry").unwrap();

@@ -12,6 +12,14 @@ use mailsentry_events::{
 use mailsentry_ingest::{collect_input_files, DecodeOptions, Decoded, MergedEvents};
 use std::sync::{Arc, OnceLock};
 
+/// The package's directory as cargo gives it when running the tests (the path compiled in
+/// otherwise): a test binary reused from a build of another checkout then still reads this
+/// checkout's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
+
 struct Run {
     truth: GroundTruth,
     events: Vec<Event>,
@@ -377,7 +385,7 @@ fn a_snapshot_restores_to_the_same_state() {
 
 #[test]
 fn maxmind_databases_give_asn_and_country() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/mmdb");
+    let root = manifest_dir().join("../../tests/fixtures/mmdb");
     let mut e = Enrichment::none();
     e.load(&root.join("test-asn.mmdb")).unwrap();
     e.load(&root.join("test-country.mmdb")).unwrap();

@@ -4,16 +4,24 @@
 use mailsentry_ingest::{DecodeAhead, DecodeOptions, Decoded, StreamDecoder};
 use std::sync::Arc;
 
+/// The package's directory as cargo gives it when running the tests (the path compiled in
+/// otherwise): a test binary reused from a build of another checkout then still reads this
+/// checkout's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
+
 /// Real records (OTRF Security-Datasets, see tests/fixtures/ATTRIBUTION.md) with broken lines
 /// between them, so the stream has events and rejects.
 fn input() -> Vec<u8> {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/otrf/");
+    let root = manifest_dir().join("../../tests/fixtures/otrf");
     let mut bytes = Vec::new();
     for name in [
         "aad-audit-events.ndjson",
         "defender-cloud-app-events.ndjson",
     ] {
-        let text = std::fs::read_to_string(format!("{root}{name}")).unwrap();
+        let text = std::fs::read_to_string(root.join(name)).unwrap();
         for (i, line) in text.lines().enumerate() {
             bytes.extend_from_slice(line.as_bytes());
             bytes.push(b'\n');
