@@ -10,6 +10,7 @@
 
 use crate::connector_state::ConnectorState;
 use crate::pair_keyed::{self, Pair};
+use crate::tenant_mailboxes::TenantSlot;
 use serde::de::{SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -28,6 +29,9 @@ pub(crate) struct ConnectorTable {
     /// when they opened (the detector keeps which, by name; this spares the look-up when there
     /// are none). Not written: the detector counts them again when it restores.
     unlearned_open: Vec<u32>,
+    /// Per connector: its tenant's slot among the tenants whose mailboxes the detector
+    /// follows, once looked up. Not written: looked up again after a restore.
+    tenant_slots: Vec<Option<TenantSlot>>,
 }
 
 impl ConnectorTable {
@@ -58,6 +62,7 @@ impl ConnectorTable {
         self.ids.insert(key, id);
         self.states.push(state);
         self.unlearned_open.push(0);
+        self.tenant_slots.push(None);
         id
     }
 
@@ -95,6 +100,16 @@ impl ConnectorTable {
     /// Same, to count one in or out.
     pub fn unlearned_open_mut(&mut self, id: ConnectorId) -> &mut u32 {
         &mut self.unlearned_open[id as usize]
+    }
+
+    /// The tenant slot of connector `id`, when looked up before.
+    pub fn tenant_slot(&self, id: ConnectorId) -> Option<TenantSlot> {
+        self.tenant_slots[id as usize]
+    }
+
+    /// Keeps the tenant slot of connector `id`.
+    pub fn set_tenant_slot(&mut self, id: ConnectorId, slot: TenantSlot) {
+        self.tenant_slots[id as usize] = Some(slot);
     }
 
     /// Every connector, in (tenant, connector) order.

@@ -13,6 +13,7 @@ use crate::key_text::KeyText;
 use crate::pair_keyed;
 use crate::scoring::{evaluate, hour_of_week, Evaluation, PoolRates, ScoringContext};
 use crate::sessions::{Activity, Session, SessionKey};
+use crate::tenant_mailboxes::TenantMailboxes;
 use crate::DetectConfig;
 use mailsentry_events::{
     Alert, CredentialChange, Event, EventKind, MailAccessType, MailProtocol, MailboxAccess, SignIn,
@@ -142,8 +143,7 @@ pub struct Detector {
     /// Written as a list of `[[tenant, connector], state]` pairs (see [`ConnectorTable`]).
     connectors: ConnectorTable,
     /// When each mailbox was first read by anyone, per tenant.
-    #[serde(serialize_with = "crate::sorted_on_disk::map_of_maps")]
-    tenant_mailbox_first: BTreeMap<String, FxHashMap<u64, Secs>>,
+    tenant_mailbox_first: TenantMailboxes,
     #[serde(with = "sessions_as_vec")]
     sessions: FxHashMap<u64, Session>,
     #[serde(skip)]
@@ -255,7 +255,7 @@ impl Detector {
             config,
             enrichment,
             connectors: ConnectorTable::default(),
-            tenant_mailbox_first: BTreeMap::new(),
+            tenant_mailbox_first: TenantMailboxes::default(),
             sessions: FxHashMap::default(),
             by_key: FxHashMap::default(),
             touching: Vec::new(),
@@ -844,28 +844,36 @@ impl Detector {
             state.add_hourly(t, items);
             (learning, known)
         };
-        let mut new_target = false;
-        if let Some((mb, h)) = mailbox {
-            let first_in_tenant = {
-                let map = entry_for(&mut self.tenant_mailbox_first, tenant, Default::default);
-                if map.len() < MAX_TENANT_MAILBOXES {
-                    *map.entry(h).or_insert(t)
-                } else {
-                    map.get(&h).copied().unwrap_or(t)
+        let first_in_tenant = mailbox.map(|(_, h)| {
+            let slot = match self.connectors.tenant_slot(cid) {
+                Some(slot) => slot,
+                None => {
+                    let slot = self.tenant_mailbox_first.slot(tenant);
+                    self.connectors.set_tenant_slot(cid, slot);
+                    slot
                 }
             };
-            let s = self.sessions.get_mut(&key).expect("session");
-            if s.add_mailbox(h, mb)
-                && !known_to_connector
-                && !learning
-                && t - first_in_tenant > NEW_MAILBOX_GRACE
-            {
-                s.new_targets += 1;
-                new_target = true;
+            let map = self.tenant_mailbox_first.at_mut(slot);
+            if map.len() < MAX_TENANT_MAILBOXES {
+                *map.entry(h).or_insert(t)
+            } else {
+                map.get(&h).copied().unwrap_or(t)
             }
-        }
+        });
         {
             let s = self.sessions.get_mut(&key).expect("session");
+            if let (Some((mb, h)), Some(first_in_tenant)) = (mailbox, first_in_tenant) {
+                if s.add_mailbox(h, mb)
+                    && !known_to_connector
+                    && !learning
+                    && t - first_in_tenant > NEW_MAILBOX_GRACE
+                {
+                    s.new_targets += 1;
+                    if s.new_targets.is_power_of_two() {
+                        s.next_eval = s.events;
+                    }
+                }
+            }
             s.items += items;
             s.bytes += m.bytes;
             match m.access_type {
@@ -888,9 +896,6 @@ impl Detector {
                 }
             }
             s.add_evidence(&event.id);
-            if new_target && s.new_targets.is_power_of_two() {
-                s.next_eval = s.events;
-            }
         }
         if let Some(k) = token.as_ref().and_then(|t| t.key_id.as_deref()) {
             self.note_key_use(key, cid, k, t);

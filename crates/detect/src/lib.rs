@@ -24,6 +24,7 @@ pub mod reference;
 pub mod scoring;
 pub mod sessions;
 mod sorted_on_disk;
+mod tenant_mailboxes;
 
 pub use detector::{ConnectorSummary, DetectStats, Detector, KeySummary};
 pub use enrichment::{Enrichment, EnrichmentError, Place};

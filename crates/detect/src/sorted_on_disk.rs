@@ -28,17 +28,6 @@ pub fn map<K: Ord + Serialize, V: Serialize, S: Serializer>(
     map.iter().collect::<BTreeMap<&K, &V>>().serialize(s)
 }
 
-/// A string-keyed map of [`FxHashMap`]s, both levels in ascending key order.
-pub fn map_of_maps<K: Ord + Serialize, V: Serialize, S: Serializer>(
-    map: &BTreeMap<String, FxHashMap<K, V>>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    map.iter()
-        .map(|(outer, inner)| (outer, inner.iter().collect::<BTreeMap<&K, &V>>()))
-        .collect::<BTreeMap<_, _>>()
-        .serialize(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,18 +39,12 @@ mod tests {
         seen: FxHashSet<u64>,
         #[serde(serialize_with = "map")]
         tokens: FxHashMap<String, u32>,
-        #[serde(serialize_with = "map_of_maps")]
-        first: BTreeMap<String, FxHashMap<u64, i64>>,
     }
 
     fn held(order: &[u64]) -> Held {
         Held {
             seen: order.iter().copied().collect(),
             tokens: order.iter().map(|n| (format!("t{n}"), *n as u32)).collect(),
-            first: BTreeMap::from([(
-                "tenant".to_owned(),
-                order.iter().map(|n| (*n, -(*n as i64))).collect(),
-            )]),
         }
     }
 
