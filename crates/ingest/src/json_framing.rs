@@ -300,10 +300,10 @@ impl ScanState {
     /// a complete line that opens with `{` and closes with `}` is taken whole, found with
     /// `memchr` instead of scanning every byte, and left where it is (`in_place`). Anything
     /// else (a line split across reads, an array, a line that does not close, an oversize
-    /// line) is left to the full scanner, and
-    /// the record decoder checks the JSON itself: a line that ends inside a string is a
-    /// truncated record, and one nested deeper than [`MAX_DEPTH`] is rejected as too deep
-    /// before any parser that recurses reads it ([`nests_deeper_than`]).
+    /// line) is left to the full scanner, and the record decoder checks the JSON itself: a
+    /// line that ends inside a string is a truncated record, and one nested deeper than
+    /// [`MAX_DEPTH`] is rejected as too deep before any parser that recurses reads it
+    /// ([`nests_deeper_than`]).
     fn take_whole_line(&mut self, chunk: &[u8], i: usize) -> Option<(usize, Framed)> {
         let rest = &chunk[i..];
         let nl = memchr::memchr(b'\n', rest)?;

@@ -367,8 +367,8 @@ impl StreamDecoder {
                             );
                             continue;
                         }
-                        let bytes = framer.bytes().to_vec();
-                        self.out.run_decoder(&bytes, l.line, l.offset, l.len);
+                        self.out
+                            .run_decoder(framer.bytes(), l.line, l.offset, l.len);
                     }
                     Err(e) => self.io_failure(e, 0),
                 },
@@ -386,7 +386,6 @@ impl StreamDecoder {
                 Framing::Mbox(framer) => match framer.next_message() {
                     Ok(None) => self.framing = Framing::Done,
                     Ok(Some(m)) => {
-                        let bytes = framer.headers().to_vec();
                         if m.oversize_headers {
                             let max = self.options.max_record_size;
                             self.out.reject(
@@ -399,7 +398,8 @@ impl StreamDecoder {
                             );
                             continue;
                         }
-                        self.out.run_decoder(&bytes, m.line, m.offset, m.total_len);
+                        self.out
+                            .run_decoder(framer.headers(), m.line, m.offset, m.total_len);
                     }
                     Err(e) => self.io_failure(e, 0),
                 },
