@@ -4,13 +4,8 @@
 use mailsentry_ingest::{DecodeAhead, DecodeOptions, Decoded, StreamDecoder};
 use std::sync::Arc;
 
-/// The package's directory as cargo gives it when running the tests (the path compiled in
-/// otherwise): a test binary reused from a build of another checkout then still reads this
-/// checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
-}
+mod common;
+use common::manifest_dir;
 
 /// Real records (OTRF Security-Datasets, see tests/fixtures/ATTRIBUTION.md) with broken lines
 /// between them, so the stream has events and rejects.

@@ -10,13 +10,8 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 use std::path::Path;
 
-/// The package's directory as cargo gives it when running the tests (the path compiled in
-/// otherwise): a test binary reused from a build of another checkout then still reads this
-/// checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
-}
+mod common;
+use common::manifest_dir;
 
 /// Decodes `bytes` both ways; returns whether the strict reader took the record.
 fn assert_alike(bytes: &[u8]) -> bool {

@@ -19,14 +19,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The package's directory as cargo gives it when running the tests (the path compiled in
-/// otherwise): a test binary reused from a build of another checkout then still reads this
-/// checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
-}
-
 mod common;
 
 fn brokers() -> String {
@@ -45,7 +37,7 @@ fn unique(name: &str) -> String {
 
 /// The demo's JSON logs (the bus formats); IIS and mbox belong to the tail.
 fn demo_json() -> Vec<PathBuf> {
-    let root = manifest_dir().join("../../datasets/demo");
+    let root = common::manifest_dir().join("../../datasets/demo");
     ["m365-audit", "entra-signins", "entra-audit"]
         .iter()
         .map(|d| root.join("logs").join(d))
@@ -61,7 +53,7 @@ fn one_record_batches() -> Vec<(String, String)> {
 }
 
 fn enrichment() -> Arc<Enrichment> {
-    let root = manifest_dir().join("../../datasets/demo");
+    let root = common::manifest_dir().join("../../datasets/demo");
     let mut e = Enrichment::none();
     e.load(&root.join("asn.csv")).unwrap();
     e.load(&root.join("country.csv")).unwrap();

@@ -3,6 +3,14 @@
 
 use std::sync::Arc;
 
+/// The package's directory as cargo gives it when running the tests (the path compiled in
+/// otherwise): a test binary reused from a build of another checkout then still reads this
+/// checkout's files.
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
+
 /// A rustls server configuration (safe defaults) presenting the self-signed `cert`: the TLS
 /// peer the tests stand up in front of a plaintext service.
 pub fn tls_server_config(cert: &rcgen::CertifiedKey) -> Arc<rustls::ServerConfig> {
